@@ -1,0 +1,180 @@
+/**
+ * Environment → typed configuration, parsed with zod.
+ *
+ * A wrong or missing value stops start-up with one line that names the
+ * variable and what it expects ({@linkcode ConfigError}).
+ *
+ * @module
+ */
+
+import { z } from "zod";
+
+/** The service's configuration. */
+export interface Config {
+  port: number;
+  host: string;
+  appEnv: "development" | "production";
+  /** Origins allowed for CORS and for cookie-authenticated handshakes. */
+  corsOrigins: string[];
+  /** Engine.IO ping interval, ms (`SOCKET_HEARTBEAT_INTERVAL`). */
+  heartbeatInterval: number;
+  /** Engine.IO ping timeout and presence expiry, ms (`SOCKET_HEARTBEAT_TIMEOUT`). */
+  heartbeatTimeout: number;
+  debug: boolean;
+  maxHttpBufferSize: number;
+  auth: {
+    cookieNames: string[];
+    jwtSecret: string | null;
+    supabaseUrl: string | null;
+    jwksUrl: string | null;
+    issuer: string | null;
+    audience: string;
+    failLimit: number;
+    /** Seconds before `exp` at which `tokenExpiring` is sent. */
+    expiryWarningSec: number;
+  };
+  kvPath: string | null;
+  databaseUrl: string | null;
+  seedFile: string | null;
+  maxMessageLength: number;
+  roomStatsIntervalMs: number;
+  rateLimits: {
+    messagesPerWindow: number;
+    statusPerWindow: number;
+    windowMs: number;
+    typingIntervalMs: number;
+  };
+  redisUrl: string | null;
+  recoveryWindowMs: number;
+  shutdownTimeoutMs: number;
+  metricsToken: string | null;
+  serveDemo: boolean;
+}
+
+/** A configuration error: `message` is the one line to print. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+const bool = z.enum(["true", "false", "1", "0", "yes", "no", ""], {
+  message: "true or false",
+}).transform((v) => v === "true" || v === "1" || v === "yes");
+
+function int(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return z.string().regex(/^\d+$/, `an integer from ${min} to ${max}`).transform(Number).pipe(
+    z.number().int().min(min, `an integer from ${min} to ${max}`).max(
+      max,
+      `an integer from ${min} to ${max}`,
+    ),
+  );
+}
+
+const url = z.url({ message: "a URL" });
+const list = z.string().transform((v) => v.split(",").map((s) => s.trim()).filter(Boolean));
+
+const schema = z.object({
+  PORT: int(0, 65535).default(3000),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  APP_ENV: z.enum(["development", "production"], {
+    message: "development or production",
+  }).default("development"),
+  SOCKET_CORS_ORIGINS: list.default(["http://localhost:5173", "http://localhost:5000"]),
+  SOCKET_HEARTBEAT_INTERVAL: int(50).default(25_000),
+  SOCKET_HEARTBEAT_TIMEOUT: int(50).default(60_000),
+  SOCKET_DEBUG: bool.default(false),
+  SOCKET_MAX_BUFFER: int(1024).default(1_000_000),
+  AUTH_COOKIE_NAMES: list.default(["access_token"]),
+  SUPABASE_JWT_SECRET: z.string().min(1).optional(),
+  SUPABASE_URL: url.optional(),
+  SUPABASE_JWKS_URL: url.optional(),
+  JWT_ISSUER: z.string().min(1).optional(),
+  JWT_AUDIENCE: z.string().min(1).default("authenticated"),
+  AUTH_FAIL_LIMIT: int(1).default(20),
+  TOKEN_EXPIRY_WARNING: int(1).default(60),
+  KV_PATH: z.string().min(1).optional(),
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "a postgres:// URL").optional(),
+  SEED_FILE: z.string().min(1).optional(),
+  MAX_MESSAGE_LENGTH: int(1).default(5000),
+  ROOM_STATS_INTERVAL: int(100).default(10_000),
+  RATE_LIMIT_MESSAGES: int(1).default(30),
+  RATE_LIMIT_STATUS: int(1).default(10),
+  RATE_LIMIT_WINDOW: int(100).default(60_000),
+  TYPING_THROTTLE: int(0).default(1000),
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, "a redis:// URL").optional(),
+  SOCKET_RECOVERY_WINDOW: int(0).default(120_000),
+  SHUTDOWN_TIMEOUT: int(0).default(10_000),
+  METRICS_TOKEN: z.string().min(1).optional(),
+  SERVE_DEMO: bool.optional(),
+});
+
+/** Variable names the service reads. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
+
+/**
+ * Parses environment variables into a {@linkcode Config}. Empty strings count
+ * as unset. Throws {@linkcode ConfigError} naming the first bad variable.
+ */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const input: Record<string, string> = {};
+  for (const key of CONFIG_VARIABLES) {
+    const value = env[key];
+    if (value !== undefined && value !== "") input[key] = value;
+  }
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue.path[0]);
+    throw new ConfigError(
+      `${name}: expected ${issue.message} (got ${JSON.stringify(input[name])})`,
+    );
+  }
+  const e = parsed.data;
+  const supabaseUrl = e.SUPABASE_URL?.replace(/\/+$/, "") ?? null;
+  const jwksUrl = e.SUPABASE_JWKS_URL ??
+    (supabaseUrl ? `${supabaseUrl}/auth/v1/.well-known/jwks.json` : null);
+  const config: Config = {
+    port: e.PORT,
+    host: e.HOST,
+    appEnv: e.APP_ENV,
+    corsOrigins: e.SOCKET_CORS_ORIGINS,
+    heartbeatInterval: e.SOCKET_HEARTBEAT_INTERVAL,
+    heartbeatTimeout: e.SOCKET_HEARTBEAT_TIMEOUT,
+    debug: e.SOCKET_DEBUG,
+    maxHttpBufferSize: e.SOCKET_MAX_BUFFER,
+    auth: {
+      cookieNames: e.AUTH_COOKIE_NAMES,
+      jwtSecret: e.SUPABASE_JWT_SECRET ?? null,
+      supabaseUrl,
+      jwksUrl,
+      issuer: e.JWT_ISSUER ?? (supabaseUrl ? `${supabaseUrl}/auth/v1` : null),
+      audience: e.JWT_AUDIENCE,
+      failLimit: e.AUTH_FAIL_LIMIT,
+      expiryWarningSec: e.TOKEN_EXPIRY_WARNING,
+    },
+    kvPath: e.KV_PATH ?? null,
+    databaseUrl: e.DATABASE_URL ?? null,
+    seedFile: e.SEED_FILE ?? null,
+    maxMessageLength: e.MAX_MESSAGE_LENGTH,
+    roomStatsIntervalMs: e.ROOM_STATS_INTERVAL,
+    rateLimits: {
+      messagesPerWindow: e.RATE_LIMIT_MESSAGES,
+      statusPerWindow: e.RATE_LIMIT_STATUS,
+      windowMs: e.RATE_LIMIT_WINDOW,
+      typingIntervalMs: e.TYPING_THROTTLE,
+    },
+    redisUrl: e.REDIS_URL ?? null,
+    recoveryWindowMs: e.SOCKET_RECOVERY_WINDOW,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
+    metricsToken: e.METRICS_TOKEN ?? null,
+    serveDemo: e.SERVE_DEMO ?? e.APP_ENV === "development",
+  };
+  if (config.appEnv === "production" && !config.auth.jwtSecret && !config.auth.jwksUrl) {
+    throw new ConfigError(
+      "SUPABASE_JWT_SECRET: expected a secret, or SUPABASE_URL / SUPABASE_JWKS_URL for a JWKS (required when APP_ENV=production)",
+    );
+  }
+  return config;
+}

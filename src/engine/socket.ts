@@ -1,0 +1,315 @@
+/**
+ * One Engine.IO session: heartbeat, write buffer, and the move from
+ * long-polling to WebSocket. socket.io's `Client` sits on top of it.
+ *
+ * @module
+ */
+
+import { EventEmitter } from "node:events";
+import { log } from "../log.ts";
+import type { Packet, PacketData, PacketOptions, PacketType } from "./parser.ts";
+import type { EngineRequest, Transport } from "./transport.ts";
+
+/** Lifecycle of a session. */
+export type SocketState = "opening" | "open" | "closing" | "closed";
+
+/** Timing settings a session follows (from the engine). */
+export interface SessionOptions {
+  pingInterval: number;
+  pingTimeout: number;
+  upgradeTimeout: number;
+  maxHttpBufferSize: number;
+  /** Transports this session may upgrade to (sent in the handshake). */
+  upgrades: string[];
+}
+
+type SentCallback = (transport: Transport) => void;
+
+/**
+ * An Engine.IO session. Emits `data` (string or Buffer) for each message,
+ * `packet`, `packetCreate`, `heartbeat`, `upgrading`, `upgrade`, `drain`,
+ * `flush`, and `close` with a reason.
+ */
+export class EngineSocket extends EventEmitter {
+  /** Session id. */
+  readonly id: string;
+  /** The request that opened the session. */
+  readonly request: EngineRequest;
+  /** The peer's address. */
+  readonly remoteAddress: string;
+  /** Engine.IO protocol revision (always 4). */
+  readonly protocol = 4;
+  /** The current transport. */
+  transport: Transport;
+  /** Whether an upgrade is under way. */
+  upgrading = false;
+  /** Whether the session moved to WebSocket. */
+  upgraded = false;
+
+  #state: SocketState = "opening";
+  #writeBuffer: Packet[] = [];
+  #packetsFn: SentCallback[] = [];
+  #sentCallbackFn: (SentCallback[] | null)[] = [];
+  #cleanupTransport: (() => void) | null = null;
+  #pingIntervalTimer: number | undefined;
+  #pingTimeoutTimer: number | undefined;
+  #waitingForPong = false;
+  #refreshedPingTimeout = false;
+  readonly #options: SessionOptions;
+
+  constructor(id: string, transport: Transport, request: EngineRequest, options: SessionOptions) {
+    super();
+    this.id = id;
+    this.request = request;
+    this.remoteAddress = request.remoteAddress;
+    this.#options = options;
+    this.transport = transport;
+    this.#setTransport(transport);
+    this.#onOpen();
+  }
+
+  /** `opening`, `open`, `closing` or `closed`. */
+  get readyState(): SocketState {
+    return this.#state;
+  }
+
+  #onOpen(): void {
+    this.#state = "open";
+    this.transport.sid = this.id;
+    const o = this.#options;
+    this.sendPacket(
+      "open",
+      JSON.stringify({
+        sid: this.id,
+        upgrades: o.upgrades,
+        pingInterval: o.pingInterval,
+        pingTimeout: o.pingTimeout,
+        maxPayload: o.maxHttpBufferSize,
+      }),
+    );
+    this.emit("open");
+    this.#schedulePing();
+  }
+
+  #onPacket(packet: Packet): void {
+    if (this.#state !== "open") return;
+    this.emit("packet", packet);
+    if (this.#waitingForPong && !this.#refreshedPingTimeout && packet.type !== "pong") {
+      // a busy client may answer the ping late, behind other packets
+      this.#refreshedPingTimeout = true;
+      this.#resetPingTimeout();
+    }
+    switch (packet.type) {
+      case "ping":
+        this.#onError(new Error("invalid heartbeat direction"));
+        return;
+      case "pong":
+        clearTimeout(this.#pingTimeoutTimer);
+        this.#waitingForPong = false;
+        this.#schedulePing();
+        this.emit("heartbeat");
+        return;
+      case "error":
+        this.#close("parse error");
+        return;
+      case "message":
+        this.emit("data", packet.data);
+        this.emit("message", packet.data);
+        return;
+    }
+  }
+
+  #onError(error: unknown): void {
+    log("debug", "engine transport error", { sid: this.id, error: String(error) });
+    this.#close("transport error", error);
+  }
+
+  #schedulePing(): void {
+    clearTimeout(this.#pingIntervalTimer);
+    this.#pingIntervalTimer = setTimeout(() => {
+      this.#refreshedPingTimeout = false;
+      this.#waitingForPong = true;
+      this.sendPacket("ping");
+      this.#resetPingTimeout();
+    }, this.#options.pingInterval);
+  }
+
+  #resetPingTimeout(): void {
+    clearTimeout(this.#pingTimeoutTimer);
+    this.#pingTimeoutTimer = setTimeout(() => {
+      if (this.#state !== "closed") this.#close("ping timeout");
+    }, this.#options.pingTimeout);
+  }
+
+  #setTransport(transport: Transport): void {
+    const onError = (error: unknown) => this.#onError(error);
+    const onReady = () => this.#flush();
+    const onPacket = (packet: Packet) => this.#onPacket(packet);
+    const onDrain = () => this.#onDrain();
+    const onClose = () => this.#close("transport close");
+    this.transport = transport;
+    transport.once("error", onError);
+    transport.on("ready", onReady);
+    transport.on("packet", onPacket);
+    transport.on("drain", onDrain);
+    transport.once("close", onClose);
+    this.#cleanupTransport = () => {
+      transport.removeListener("error", onError);
+      transport.removeListener("ready", onReady);
+      transport.removeListener("packet", onPacket);
+      transport.removeListener("drain", onDrain);
+      transport.removeListener("close", onClose);
+    };
+  }
+
+  #onDrain(): void {
+    const callbacks = this.#sentCallbackFn.shift();
+    if (callbacks) { for (const fn of callbacks) fn(this.transport); }
+  }
+
+  /**
+   * Starts the move to `transport` (a WebSocket opened with this session's
+   * id): answers the `2probe`, forces the pending poll to return with a noop,
+   * and switches on the client's `5` (upgrade) packet.
+   */
+  maybeUpgrade(transport: Transport): void {
+    this.upgrading = true;
+    let checkTimer: number | undefined;
+    const upgradeTimer = setTimeout(() => {
+      cleanup();
+      if (transport.readyState === "open") transport.close();
+    }, this.#options.upgradeTimeout);
+
+    const check = () => {
+      if (this.transport.name === "polling" && this.transport.writable) {
+        this.transport.send([{ type: "noop" }]);
+      }
+    };
+    const onPacket = (packet: Packet) => {
+      if (packet.type === "ping" && packet.data === "probe") {
+        transport.send([{ type: "pong", data: "probe" }]);
+        this.emit("upgrading", transport);
+        check();
+        clearInterval(checkTimer);
+        checkTimer = setInterval(check, 100);
+      } else if (packet.type === "upgrade" && this.#state !== "closed") {
+        cleanup();
+        this.transport.discard();
+        this.upgraded = true;
+        this.#clearTransport();
+        this.#setTransport(transport);
+        this.emit("upgrade", transport);
+        this.#flush();
+        if (this.#state === "closing") transport.close(() => this.#close("forced close"));
+      } else {
+        cleanup();
+        transport.close();
+      }
+    };
+    const onFail = () => {
+      cleanup();
+      transport.close();
+    };
+    const cleanup = () => {
+      this.upgrading = false;
+      clearInterval(checkTimer);
+      clearTimeout(upgradeTimer);
+      transport.removeListener("packet", onPacket);
+      transport.removeListener("close", onFail);
+      transport.removeListener("error", onFail);
+      this.removeListener("close", onFail);
+    };
+    transport.on("packet", onPacket);
+    transport.once("close", onFail);
+    transport.once("error", onFail);
+    this.once("close", onFail);
+  }
+
+  #clearTransport(): void {
+    this.#cleanupTransport?.();
+    this.#cleanupTransport = null;
+    // late errors of the old transport must not reach anyone
+    this.transport.on("error", noop);
+    this.transport.close();
+  }
+
+  #close(reason: string, description?: unknown): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    clearTimeout(this.#pingIntervalTimer);
+    clearTimeout(this.#pingTimeoutTimer);
+    this.#packetsFn = [];
+    this.#sentCallbackFn = [];
+    this.#clearTransport();
+    this.emit("close", reason, description);
+    this.#writeBuffer = [];
+  }
+
+  /** Sends a message (string or binary). socket.io calls `write`. */
+  send(data: PacketData, options?: PacketOptions, callback?: SentCallback): this {
+    this.sendPacket("message", data, options, callback);
+    return this;
+  }
+
+  /** Same as {@linkcode EngineSocket.send}. */
+  write(data: PacketData, options?: PacketOptions, callback?: SentCallback): this {
+    this.sendPacket("message", data, options, callback);
+    return this;
+  }
+
+  /** Queues a packet of any type and flushes when the transport is writable. */
+  sendPacket(
+    type: PacketType,
+    data?: PacketData,
+    options?: PacketOptions,
+    callback?: SentCallback,
+  ): void {
+    if (this.#state === "closing" || this.#state === "closed") return;
+    const packet: Packet = data === undefined ? { type, options } : { type, data, options };
+    this.emit("packetCreate", packet);
+    this.#writeBuffer.push(packet);
+    if (callback) this.#packetsFn.push(callback);
+    this.#flush();
+  }
+
+  #flush(): void {
+    if (this.#state === "closed" || !this.transport.writable || this.#writeBuffer.length === 0) {
+      return;
+    }
+    const buffer = this.#writeBuffer;
+    this.#writeBuffer = [];
+    this.emit("flush", buffer);
+    if (this.#packetsFn.length) {
+      this.#sentCallbackFn.push(this.#packetsFn);
+      this.#packetsFn = [];
+    } else {
+      this.#sentCallbackFn.push(null);
+    }
+    this.transport.send(buffer);
+    this.emit("drain");
+  }
+
+  /**
+   * Closes the session. Buffered packets are sent first unless `discard`.
+   */
+  close(discard = false): void {
+    if (discard && (this.#state === "open" || this.#state === "closing")) {
+      this.#closeTransport(discard);
+      return;
+    }
+    if (this.#state !== "open") return;
+    this.#state = "closing";
+    if (this.#writeBuffer.length) {
+      this.once("drain", () => this.#closeTransport(discard));
+      return;
+    }
+    this.#closeTransport(discard);
+  }
+
+  #closeTransport(discard: boolean): void {
+    if (discard) this.transport.discard();
+    this.transport.close(() => this.#close("forced close"));
+  }
+}
+
+function noop(): void {}
