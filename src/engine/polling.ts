@@ -133,7 +133,7 @@ export class PollingTransport extends Transport {
   }
 
   protected doClose(done: () => void): void {
-    let timer: number | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const onClose = () => {
       clearTimeout(timer);
       done();

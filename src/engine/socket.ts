@@ -51,8 +51,8 @@ export class EngineSocket extends EventEmitter {
   #packetsFn: SentCallback[] = [];
   #sentCallbackFn: (SentCallback[] | null)[] = [];
   #cleanupTransport: (() => void) | null = null;
-  #pingIntervalTimer: number | undefined;
-  #pingTimeoutTimer: number | undefined;
+  #pingIntervalTimer: ReturnType<typeof setTimeout> | undefined;
+  #pingTimeoutTimer: ReturnType<typeof setTimeout> | undefined;
   #waitingForPong = false;
   #refreshedPingTimeout = false;
   readonly #options: SessionOptions;
@@ -174,7 +174,7 @@ export class EngineSocket extends EventEmitter {
    */
   maybeUpgrade(transport: Transport): void {
     this.upgrading = true;
-    let checkTimer: number | undefined;
+    let checkTimer: ReturnType<typeof setInterval> | undefined;
     const upgradeTimer = setTimeout(() => {
       cleanup();
       if (transport.readyState === "open") transport.close();
