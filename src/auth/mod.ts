@@ -20,6 +20,7 @@ import type { FailLimiter } from "./fail_limiter.ts";
 import { extractToken, isAmbientCredential, type TokenSource } from "./token_source.ts";
 import type { TokenVerifier, VerifiedClaims } from "./verify.ts";
 
+export { DEV_JWT_SECRET, mintToken, type MintTokenOptions } from "./dev.ts";
 export { FailLimiter, type FailLimiterOptions } from "./fail_limiter.ts";
 export {
   DEFAULT_COOKIE_NAMES,
@@ -27,6 +28,7 @@ export {
   extractToken,
   isAmbientCredential,
   parseCookieHeader,
+  tokenFromSupabaseCookieValue,
   type TokenSource,
 } from "./token_source.ts";
 export {
