@@ -107,6 +107,8 @@ export class PollingTransport extends Transport {
         break;
       }
       this.onPacket(packet);
+      // an undecodable payload closes the session ("parse error") and is refused
+      if (packet.type === "error") return new Response(null, { status: 400, headers });
     }
     headers.set("Content-Type", "text/html");
     headers.set("cache-control", "no-store");
