@@ -21,7 +21,8 @@ async function main(): Promise<void> {
     throw error;
   }
   setDebug(config.debug);
-  const app = createApp(config);
+  const app = await createApp(config);
+  if (app.mintDevToken && config.seedFile) await printDevTokens(app.mintDevToken, config.seedFile);
   const server = Deno.serve({
     port: config.port,
     hostname: config.host,
@@ -47,6 +48,22 @@ async function main(): Promise<void> {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => void stop(signal));
   }
+}
+
+/** Prints a ready token for each user of the development fixture. */
+async function printDevTokens(
+  mint: (authId: string) => Promise<string>,
+  seedFile: string,
+): Promise<void> {
+  const fixture = JSON.parse(await Deno.readTextFile(seedFile)) as {
+    users?: { id: number; authId: string; role: string; firstName?: string }[];
+  };
+  console.log("\nDevelopment tokens (valid 1 hour; auth: { token } or Authorization: Bearer):");
+  for (const user of fixture.users ?? []) {
+    console.log(`  ${user.role.padEnd(6)} ${String(user.id).padEnd(5)} ${user.firstName ?? ""}`);
+    console.log(`    ${await mint(user.authId)}`);
+  }
+  console.log("");
 }
 
 if (import.meta.main) await main();

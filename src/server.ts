@@ -1,35 +1,90 @@
 /**
- * Composition root: builds the Engine.IO engine, socket.io's `Server` on top
- * of it, and the HTTP routes, and returns a web-standard request handler.
+ * Composition root: opens KV and the store, builds the Engine.IO engine,
+ * socket.io's `Server` on top of it, the event handlers and the HTTP routes,
+ * and returns a web-standard request handler.
  *
  * @module
  */
 
-import { Server } from "socket.io";
+import { Server, type ServerOptions } from "socket.io";
+import {
+  Authenticator,
+  DEV_JWT_SECRET,
+  FailLimiter,
+  mintToken,
+  TokenVerifier,
+} from "./auth/mod.ts";
 import type { Config } from "./config.ts";
 import { Engine } from "./engine/mod.ts";
+import { registerHandlers, type Services, startRoomStatsPush } from "./handlers/mod.ts";
 import { log } from "./log.ts";
+import { Metrics } from "./metrics.ts";
+import { Presence } from "./presence.ts";
+import { PresenceFeed } from "./presence_feed.ts";
+import { RateLimiter, TypingThrottle } from "./rate_limit.ts";
+import { loadFixtureFile } from "./store/fixture.ts";
+import { KvStore } from "./store/kv_store.ts";
+import type { ChatStore } from "./store/mod.ts";
+import { openPostgresStore } from "./store/postgres_store.ts";
 
 /** A running service: its request handler and how to stop it. */
 export interface App {
   /** The handler for `Deno.serve`. */
   handler: (req: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response>;
-  /** Stops taking connections, closes every socket, releases resources. */
+  /** Stops taking connections, closes every socket, releases KV and database. */
   close: () => Promise<void>;
-  /** socket.io's server (for tests and wiring). */
+  /** socket.io's server. */
   io: Server;
   /** The Engine.IO engine. */
   engine: Engine;
+  /** Shared services (tests, wiring). */
+  services: Services;
+  /** Mints a development token for a user's auth id (development only, else null). */
+  mintDevToken: ((authId: string) => Promise<string>) | null;
 }
 
-/** Options of {@linkcode createApp}. */
+/** Options of {@linkcode createApp}: ready-made dependencies (tests). */
 export interface AppOptions {
-  /** Extra readiness check (store, KV); rejects when not ready. */
-  ready?: () => Promise<void>;
+  /** An open KV for presence and rate limits (and chat data without a database). */
+  kv?: Deno.Kv;
+  /** A ready store; default: Postgres when `DATABASE_URL`, else KV. */
+  store?: ChatStore;
+  /** Extra socket.io server options (e.g. an adapter). */
+  socketIo?: Partial<ServerOptions>;
+}
+
+async function openKv(path: string | null): Promise<Deno.Kv> {
+  if (path && path !== ":memory:" && !path.includes("://")) {
+    const dir = path.replace(/[/\\][^/\\]*$/, "");
+    if (dir && dir !== path) await Deno.mkdir(dir, { recursive: true });
+  }
+  return await Deno.openKv(path ?? undefined);
 }
 
 /** Builds the service from its configuration. */
-export function createApp(config: Config, options: AppOptions = {}): App {
+export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
+  const kv = options.kv ?? await openKv(config.kvPath);
+  const store = options.store ??
+    (config.databaseUrl ? await openPostgresStore(config.databaseUrl) : new KvStore(kv));
+  if (config.seedFile) {
+    await loadFixtureFile(store, config.seedFile);
+    log("info", "fixture loaded", { file: config.seedFile });
+  }
+
+  const devSecret = config.appEnv === "development" && !config.auth.jwtSecret &&
+      !config.auth.jwksUrl
+    ? DEV_JWT_SECRET
+    : null;
+  const secret = config.auth.jwtSecret ?? devSecret ?? undefined;
+  const verifier = new TokenVerifier({
+    secret,
+    jwksUrl: config.auth.jwksUrl ?? undefined,
+    issuer: config.auth.issuer ?? undefined,
+    audience: config.auth.audience,
+  });
+  if (devSecret) log("warn", "using the insecure development JWT secret");
+
+  const metrics = new Metrics();
   const engine = new Engine({
     pingInterval: config.heartbeatInterval,
     pingTimeout: config.heartbeatTimeout,
@@ -44,8 +99,72 @@ export function createApp(config: Config, options: AppOptions = {}): App {
       address: err.req.remoteAddress,
     });
   });
-  const io = new Server({ maxHttpBufferSize: config.maxHttpBufferSize, serveClient: false });
+  const io = new Server({
+    maxHttpBufferSize: config.maxHttpBufferSize,
+    serveClient: false,
+    connectionStateRecovery: config.recoveryWindowMs > 0
+      ? { maxDisconnectionDuration: config.recoveryWindowMs, skipMiddlewares: false }
+      : undefined,
+    ...options.socketIo,
+  });
   io.bind(engine as never);
+
+  const presence = new Presence(kv, { ttlMs: config.heartbeatTimeout });
+  const presenceFeed = new PresenceFeed(io, presence, {
+    sweepEveryMs: Math.max(1000, Math.min(10_000, Math.floor(config.heartbeatTimeout / 2))),
+  });
+  const pending = new Set<Promise<unknown>>();
+  function track<T>(work: Promise<T>): Promise<T> {
+    pending.add(work);
+    work.then(() => pending.delete(work), () => pending.delete(work));
+    return work;
+  }
+  const services: Services = {
+    config,
+    io,
+    store,
+    presence,
+    presenceFeed,
+    limiter: new RateLimiter(kv),
+    typing: new TypingThrottle({ intervalMs: config.rateLimits.typingIntervalMs }),
+    authenticator: new Authenticator({
+      verifier,
+      findUser: (authId) => store.getUserByAuthId(authId),
+      cookieNames: config.auth.cookieNames,
+      allowedOrigins: config.corsOrigins,
+      failLimiter: new FailLimiter({ limit: config.auth.failLimit }),
+    }),
+    metrics,
+    track,
+  };
+  registerHandlers(io, services);
+  presenceFeed.start();
+  const stopStats = startRoomStatsPush(io, {
+    store,
+    presence,
+    intervalMs: config.roomStatsIntervalMs,
+  });
+  metrics.sockets.collect(() => {
+    const counts = new Map<string, number>();
+    for (const socket of io.of("/").sockets.values()) {
+      const key = `${socket.conn.transport.name}|${socket.data.user?.role ?? "unknown"}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    return [...counts].map(([key, n]) => {
+      const [transport, role] = key.split("|");
+      return [{ transport, role }, n];
+    });
+  });
+  metrics.rooms.collect(() => [[{}, io.of("/").adapter.rooms.size]]);
+
+  const mintDevToken = config.appEnv === "development" && secret
+    ? (authId: string) =>
+      mintToken({ authId }, {
+        secret,
+        issuer: config.auth.issuer ?? undefined,
+        audience: config.auth.audience,
+      })
+    : null;
 
   let closing = false;
   const engineHandler = engine.handler();
@@ -53,11 +172,42 @@ export function createApp(config: Config, options: AppOptions = {}): App {
   async function readyz(): Promise<Response> {
     if (closing) return json({ status: "shutting_down" }, 503);
     try {
-      await options.ready?.();
-      return json({ status: "ready" }, 200);
+      await store.ping();
+      return json({ status: "ready", store: store.kind }, 200);
     } catch (error) {
       return json({ status: "not_ready", reason: String(error) }, 503);
     }
+  }
+
+  async function devLogin(req: Request): Promise<Response> {
+    if (!mintDevToken) return json({ error: "not_found" }, 404);
+    let body: { userId?: unknown; authId?: unknown };
+    try {
+      body = await req.json();
+    } catch {
+      return json({ code: "INVALID_DATA", message: "Expected a JSON body" }, 400);
+    }
+    const user = typeof body.authId === "string"
+      ? await store.getUserByAuthId(body.authId)
+      : typeof body.userId === "number"
+      ? await store.getUser(body.userId)
+      : null;
+    if (!user) return json({ code: "USER_NOT_FOUND", message: "No such demo user" }, 404);
+    const token = await mintDevToken(user.authId);
+    const cookie = `${
+      config.auth.cookieNames[0]
+    }=${token}; HttpOnly; Path=/; SameSite=Lax; Max-Age=3600`;
+    return json({ token, user }, 200, { "Set-Cookie": cookie });
+  }
+
+  function metricsRoute(req: Request): Response {
+    if (config.metricsToken) {
+      const auth = req.headers.get("authorization");
+      if (auth !== `Bearer ${config.metricsToken}`) return json({ error: "unauthorized" }, 401);
+    }
+    return new Response(metrics.render(), {
+      headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
+    });
   }
 
   function handler(req: Request, info: Deno.ServeHandlerInfo): Response | Promise<Response> {
@@ -69,22 +219,34 @@ export function createApp(config: Config, options: AppOptions = {}): App {
     if (req.method === "GET" || req.method === "HEAD") {
       if (pathname === "/healthz") return json({ status: "ok" }, 200);
       if (pathname === "/readyz") return readyz();
+      if (pathname === "/metrics") return metricsRoute(req);
     }
+    if (req.method === "POST" && pathname === "/dev/login") return devLogin(req);
     return json({ error: "not_found" }, 404);
   }
 
   async function close(): Promise<void> {
     if (closing) return;
     closing = true;
+    stopStats();
+    await presenceFeed.close();
     await io.close();
+    // in-flight sends finish and are stored; disconnect clean-ups reach KV
+    while (pending.size) await Promise.allSettled([...pending]);
+    await store.close();
+    try {
+      kv.close();
+    } catch {
+      // already closed by the KV store
+    }
   }
 
-  return { handler, close, io, engine };
+  return { handler, close, io, engine, services, mintDevToken };
 }
 
-function json(body: unknown, status: number): Response {
+function json(body: unknown, status: number, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(body), {
     status,
-    headers: { "Content-Type": "application/json" },
+    headers: { "Content-Type": "application/json", ...headers },
   });
 }

@@ -5,7 +5,7 @@
  */
 
 import { loadConfig } from "../../src/config.ts";
-import { type App, createApp } from "../../src/server.ts";
+import { type App, type AppOptions, createApp } from "../../src/server.ts";
 
 /** A service running for one test. */
 export interface RunningApp {
@@ -18,9 +18,12 @@ export interface RunningApp {
 }
 
 /** Starts the service with environment `env` (merged over quiet test defaults). */
-export async function startApp(env: Record<string, string> = {}): Promise<RunningApp> {
-  const config = loadConfig({ HOST: "127.0.0.1", PORT: "0", ...env });
-  const app = createApp(config);
+export async function startApp(
+  env: Record<string, string> = {},
+  options: AppOptions = {},
+): Promise<RunningApp> {
+  const config = loadConfig({ HOST: "127.0.0.1", PORT: "0", KV_PATH: ":memory:", ...env });
+  const app = await createApp(config, options);
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.handler);
   const port = server.addr.port;
   return {

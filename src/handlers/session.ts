@@ -1,0 +1,155 @@
+/**
+ * The session of a connection: the handshake middleware (who is this?), the
+ * rooms joined on connection, token expiry (`tokenExpiring`, then
+ * `AUTH_REQUIRED` and disconnect) and `refreshToken`, and the guard that
+ * answers unknown events with INVALID_DATA.
+ *
+ * @module
+ */
+
+import type { ExtendedError } from "socket.io";
+import { z } from "zod";
+import { roomsOnConnect } from "../access.ts";
+import type { Identity } from "../auth/mod.ts";
+import { ServanaError, toErrorPayload } from "../errors.ts";
+import { log } from "../log.ts";
+import {
+  type AppSocket,
+  type EventContext,
+  onEvent,
+  replyError,
+  type Services,
+} from "./context.ts";
+
+/** `refreshToken { token }` */
+export const refreshTokenSchema = z.object({ token: z.string().min(1).max(16_384) });
+
+/** Events a client may send; anything else is answered with INVALID_DATA. */
+export const CLIENT_EVENTS: ReadonlySet<string> = new Set([
+  "userOnline",
+  "userHeartbeat",
+  "userOffline",
+  "getOnlineUsers",
+  "joinChatGroup",
+  "leaveRoom",
+  "sendMessage",
+  "getMessages",
+  "typing",
+  "stopTyping",
+  "getRoomStats",
+  "disconnectUser",
+  "refreshToken",
+]);
+
+const identities = new WeakMap<AppSocket, Identity>();
+
+function headersOf(raw: Record<string, string | string[] | undefined>): Headers {
+  const headers = new Headers();
+  for (const [key, value] of Object.entries(raw)) {
+    if (value === undefined) continue;
+    try {
+      headers.set(key, Array.isArray(value) ? value.join(", ") : value);
+    } catch {
+      // an invalid header value is treated as absent
+    }
+  }
+  return headers;
+}
+
+/**
+ * The handshake middleware: authenticates the socket or refuses it with a
+ * `connect_error` whose `message` is the code and whose `data` is
+ * `{ code, message }`.
+ */
+export function authMiddleware(
+  services: Pick<Services, "authenticator" | "metrics">,
+): (socket: AppSocket, next: (err?: ExtendedError) => void) => void {
+  return (socket, next) => {
+    const handshake = socket.handshake;
+    services.authenticator.authenticate({
+      headers: headersOf(handshake.headers),
+      auth: handshake.auth,
+      address: handshake.address,
+    }).then((identity) => {
+      identities.set(socket, identity);
+      socket.data = { user: identity.user, expiresAt: identity.expiresAt };
+      next();
+    }, (error: unknown) => {
+      const payload = toErrorPayload(error);
+      const reason = error instanceof ServanaError
+        ? String((error.details as { reason?: string } | undefined)?.reason ?? payload.code)
+        : "server_error";
+      services.metrics.authFailures.inc({ reason });
+      const err = new Error(payload.code) as ExtendedError;
+      err.data = { code: payload.code, message: payload.message };
+      next(err);
+    });
+  };
+}
+
+/** Schedules `tokenExpiring` and the expiry disconnect; returns a canceller. */
+function scheduleExpiry(socket: AppSocket, expiresAt: number | null, warnSec: number): () => void {
+  if (expiresAt === null) return () => {};
+  const now = Date.now();
+  const warnAt = expiresAt - warnSec * 1000;
+  const warnTimer = setTimeout(() => {
+    socket.emit("tokenExpiring", { expiresAt: new Date(expiresAt).toISOString() });
+  }, Math.max(0, warnAt - now));
+  const expireTimer = setTimeout(() => {
+    replyError(socket, new ServanaError("AUTH_REQUIRED", "Session expired: token expired"));
+    socket.disconnect(true);
+  }, Math.max(0, expiresAt - now));
+  return () => {
+    clearTimeout(warnTimer);
+    clearTimeout(expireTimer);
+  };
+}
+
+/**
+ * Sets a new connection up: joins its rooms, guards unknown events, starts
+ * the expiry timers and registers `refreshToken`.
+ */
+export function startSession(ctx: EventContext): void {
+  const { socket, user, services } = ctx;
+  socket.join(roomsOnConnect(user));
+
+  socket.use(([event], next) => {
+    if (typeof event === "string" && CLIENT_EVENTS.has(event)) return next();
+    services.metrics.errors.inc({ code: "INVALID_DATA" });
+    const name = typeof event === "string" ? event.slice(0, 64) : String(typeof event);
+    // an ack, if the client passed one, is the last argument
+    replyError(
+      socket,
+      new ServanaError("INVALID_DATA", `Unknown event: ${name}`, { details: { event: name } }),
+    );
+  });
+
+  let cancelExpiry = scheduleExpiry(
+    socket,
+    socket.data.expiresAt,
+    services.config.auth.expiryWarningSec,
+  );
+  socket.on("disconnect", () => {
+    cancelExpiry();
+    identities.delete(socket);
+    services.typing.forget(user.id);
+  });
+
+  onEvent(ctx, "refreshToken", {
+    schema: refreshTokenSchema,
+    handler: async (payload) => {
+      const current = identities.get(socket);
+      if (!current) throw new ServanaError("AUTH_REQUIRED");
+      const next = await services.authenticator.refresh(current, payload.token, {
+        address: socket.handshake.address,
+        userAgent: socket.handshake.headers["user-agent"],
+      });
+      identities.set(socket, next);
+      socket.data.expiresAt = next.expiresAt;
+      cancelExpiry();
+      cancelExpiry = scheduleExpiry(socket, next.expiresAt, services.config.auth.expiryWarningSec);
+      log("debug", "token refreshed", { userId: user.id });
+      return { expiresAt: next.expiresAt === null ? null : new Date(next.expiresAt).toISOString() };
+    },
+  });
+}

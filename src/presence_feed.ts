@@ -1,0 +1,103 @@
+/**
+ * Announces presence changes as `onlineUsersUpdate`, coalesced: many
+ * changes within one interval cost one KV read and two broadcasts (staff see
+ * everyone, customers see online agents), not one message per change per
+ * receiver. Also sweeps expired presence entries and announces those users
+ * offline.
+ *
+ * @module
+ */
+
+import type { Server } from "socket.io";
+import { canSeePresenceOf, CLIENTS_ROOM, STAFF_ROOM } from "./access.ts";
+import { log } from "./log.ts";
+import type { OnlineUser, Presence } from "./presence.ts";
+import type { Role } from "./store/mod.ts";
+
+/** Options of {@linkcode PresenceFeed}. */
+export interface PresenceFeedOptions {
+  /** Least time between two `onlineUsersUpdate` broadcasts, ms (default 250). */
+  intervalMs?: number;
+  /** How often stale entries are swept, ms (default 5000). */
+  sweepEveryMs?: number;
+}
+
+/** Filters an online list for a viewer of the given role. */
+export function visibleTo(role: Role, users: readonly OnlineUser[]): OnlineUser[] {
+  return users.filter((u) => canSeePresenceOf(role, u.userType));
+}
+
+/** Coalesced `onlineUsersUpdate` broadcaster and presence sweeper for one process. */
+export class PresenceFeed {
+  readonly #io: Server;
+  readonly #presence: Presence;
+  readonly #intervalMs: number;
+  readonly #sweepEveryMs: number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #lastFlush = 0;
+  #flushing: Promise<void> | null = null;
+  #closed = false;
+  /** Broadcasts sent so far (tests and metrics). */
+  broadcasts = 0;
+
+  constructor(io: Server, presence: Presence, options: PresenceFeedOptions = {}) {
+    this.#io = io;
+    this.#presence = presence;
+    this.#intervalMs = options.intervalMs ?? 250;
+    this.#sweepEveryMs = options.sweepEveryMs ?? 5000;
+  }
+
+  /** Starts the periodic sweep. */
+  start(): void {
+    if (this.#sweeper !== undefined || this.#closed) return;
+    this.#sweeper = setInterval(() => void this.sweep(), this.#sweepEveryMs);
+  }
+
+  /** Notes that presence changed; a broadcast follows within the interval. */
+  changed(): void {
+    if (this.#timer !== undefined || this.#closed) return;
+    const wait = Math.max(0, this.#lastFlush + this.#intervalMs - Date.now());
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#flushing = this.flush().finally(() => (this.#flushing = null));
+    }, wait);
+  }
+
+  /** Reads presence once and broadcasts it to staff and (filtered) to customers. */
+  async flush(): Promise<void> {
+    this.#lastFlush = Date.now();
+    try {
+      const users = await this.#presence.list();
+      this.#io.to(STAFF_ROOM).emit("onlineUsersUpdate", { onlineUsers: users });
+      this.#io.to(CLIENTS_ROOM).emit("onlineUsersUpdate", {
+        onlineUsers: visibleTo("client", users),
+      });
+      this.broadcasts++;
+    } catch (error) {
+      log("warn", "presence broadcast failed", { error: String(error) });
+    }
+  }
+
+  /** Removes users whose entries expired and announces the change. */
+  async sweep(): Promise<number[]> {
+    try {
+      const gone = await this.#presence.sweep();
+      if (gone.length) this.changed();
+      return gone;
+    } catch (error) {
+      log("warn", "presence sweep failed", { error: String(error) });
+      return [];
+    }
+  }
+
+  /** Stops timers; waits for a broadcast in progress. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    clearInterval(this.#sweeper);
+    this.#timer = undefined;
+    this.#sweeper = undefined;
+    await this.#flushing;
+  }
+}
