@@ -1,0 +1,150 @@
+/**
+ * The compiled binary's permission set is the least the service needs: this
+ * test reads the flags of `deno task compile` and runs `main.ts` under exactly
+ * those flags in a child process, then uses it like a client would: connect
+ * over every transport, chat, read /readyz, and stop it with SIGTERM.
+ * (`deno compile` itself needs to download Deno's runtime base, which these
+ * machines cannot reach; the permission set is what this test proves.)
+ */
+
+import assert from "node:assert/strict";
+import { io as connect, type Socket } from "socket.io-client";
+import { mintToken } from "../src/auth/mod.ts";
+
+const root = new URL("../", import.meta.url);
+const rootPath = decodeURIComponent(root.pathname);
+
+function compileFlags(): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(new URL("deno.json", root)));
+  const task: string = config.tasks.compile;
+  return task.split(/\s+/).filter((arg) => arg.startsWith("--allow-"));
+}
+
+async function freePort(): Promise<number> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+async function waitReady(url: string, child: Deno.ChildProcess): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      const res = await fetch(`${url}/readyz`);
+      await res.body?.cancel();
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill("SIGKILL");
+  throw new Error("server did not become ready");
+}
+
+function once<T>(socket: Socket, event: string): Promise<T> {
+  return new Promise((resolve) => socket.once(event, (value: T) => resolve(value)));
+}
+
+Deno.test("compile permissions: least privilege, and the server runs under exactly them", async (t) => {
+  const flags = compileFlags();
+  await t.step("no blanket or dangerous permission", () => {
+    for (const forbidden of ["--allow-all", "-A", "--allow-run", "--allow-ffi", "--allow-sys"]) {
+      assert.ok(!flags.some((f) => f === forbidden || f.startsWith(forbidden + "=")), forbidden);
+    }
+    assert.ok(flags.includes("--allow-net"));
+    assert.ok(flags.some((f) => f.startsWith("--allow-write=")), "writes are scoped");
+    const config = JSON.parse(Deno.readTextFileSync(new URL("deno.json", root)));
+    assert.ok(config.tasks.start.includes(flags.join(" ")), "start task runs with the same set");
+  });
+
+  const cwd = await Deno.makeTempDir({ prefix: "servana-perm-" });
+  const port = await freePort();
+  const secret = "permissions-test-secret-0123456789abcdef";
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--config", `${rootPath}deno.json`, ...flags, `${rootPath}main.ts`],
+    cwd,
+    env: {
+      APP_ENV: "production",
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      KV_PATH: "./data/servana.kv",
+      SEED_FILE: `${rootPath}demo/fixture.json`,
+      SUPABASE_JWT_SECRET: secret,
+      SHUTDOWN_TIMEOUT: "5000",
+      NO_COLOR: "1",
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+  ]);
+  const url = `http://127.0.0.1:${port}`;
+  const sockets: Socket[] = [];
+  try {
+    await waitReady(url, child);
+    await t.step("KV file written under ./data", async () => {
+      const entries = [];
+      for await (const e of Deno.readDir(`${cwd}/data`)) entries.push(e.name);
+      assert.ok(entries.includes("servana.kv"), entries.join(","));
+    });
+
+    for (const transports of [["websocket"], ["polling"], ["polling", "websocket"]]) {
+      await t.step(`chat over ${transports.join("+")}`, async () => {
+        const agent = connect(url, {
+          transports,
+          forceNew: true,
+          reconnection: false,
+          auth: { token: await mintToken({ authId: "agent-123" }, { secret }) },
+        });
+        const client = connect(url, {
+          transports,
+          forceNew: true,
+          reconnection: false,
+          extraHeaders: {
+            authorization: `Bearer ${await mintToken({ authId: "client-789" }, { secret })}`,
+          },
+        });
+        sockets.push(agent, client);
+        await Promise.all([once(agent, "connect"), once(client, "connect")]);
+        assert.equal((await agent.emitWithAck("joinChatGroup", { groupId: 456 })).ok, true);
+        assert.equal((await client.emitWithAck("joinChatGroup", { groupId: 456 })).ok, true);
+        const received = once<{ chat_message: string }>(agent, "receiveMessage");
+        const ack = await client.emitWithAck("sendMessage", {
+          message: `hello over ${transports.join("+")}`,
+          chatGroupId: 456,
+          clientId: 789,
+        });
+        assert.equal(ack.ok, true);
+        assert.equal((await received).chat_message, `hello over ${transports.join("+")}`);
+        agent.disconnect();
+        client.disconnect();
+      });
+    }
+
+    await t.step("development-only routes are absent in production", async () => {
+      const res = await fetch(`${url}/dev/login`, { method: "POST", body: "{}" });
+      assert.equal(res.status, 404);
+      await res.body?.cancel();
+    });
+
+    await t.step("SIGTERM stops it cleanly", async () => {
+      child.kill("SIGTERM");
+      const status = await child.status;
+      assert.equal(status.code, 0);
+    });
+  } finally {
+    for (const s of sockets) s.disconnect();
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // already exited
+    }
+    await child.status;
+    const [, stderr] = await output;
+    assert.ok(!stderr.includes("PermissionDenied") && !stderr.includes("NotCapable"), stderr);
+    await Deno.remove(cwd, { recursive: true });
+  }
+});
