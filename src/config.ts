@@ -22,6 +22,8 @@ export interface Config {
   heartbeatTimeout: number;
   debug: boolean;
   maxHttpBufferSize: number;
+  /** Engine.IO transports offered (`SOCKET_TRANSPORTS`); websocket only on Deno Deploy. */
+  transports: ("polling" | "websocket")[];
   auth: {
     cookieNames: string[];
     jwtSecret: string | null;
@@ -86,6 +88,12 @@ const schema = z.object({
   SOCKET_HEARTBEAT_TIMEOUT: int(50).default(60_000),
   SOCKET_DEBUG: bool.default(false),
   SOCKET_MAX_BUFFER: int(1024).default(1_000_000),
+  SOCKET_TRANSPORTS: z.string().transform((v) => v.split(",").map((s) => s.trim()).filter(Boolean))
+    .pipe(
+      z.array(z.enum(["polling", "websocket"]), {
+        message: "a comma list of polling, websocket",
+      }).min(1, "a comma list of polling, websocket"),
+    ).default(["polling", "websocket"]),
   AUTH_COOKIE_NAMES: list.default(["access_token"]),
   SUPABASE_JWT_SECRET: z.string().min(1).optional(),
   SUPABASE_URL: url.optional(),
@@ -144,6 +152,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     heartbeatTimeout: e.SOCKET_HEARTBEAT_TIMEOUT,
     debug: e.SOCKET_DEBUG,
     maxHttpBufferSize: e.SOCKET_MAX_BUFFER,
+    transports: e.SOCKET_TRANSPORTS,
     auth: {
       cookieNames: e.AUTH_COOKIE_NAMES,
       jwtSecret: e.SUPABASE_JWT_SECRET ?? null,

@@ -89,6 +89,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     pingInterval: config.heartbeatInterval,
     pingTimeout: config.heartbeatTimeout,
     maxHttpBufferSize: config.maxHttpBufferSize,
+    transports: config.transports,
     cors: { origin: config.corsOrigins, credentials: true },
   });
   engine.on("connection_error", (err) => {
