@@ -90,9 +90,8 @@ const schema = z.object({
   SOCKET_MAX_BUFFER: int(1024).default(1_000_000),
   SOCKET_TRANSPORTS: z.string().transform((v) => v.split(",").map((s) => s.trim()).filter(Boolean))
     .pipe(
-      z.array(z.enum(["polling", "websocket"]), {
-        message: "a comma list of polling, websocket",
-      }).min(1, "a comma list of polling, websocket"),
+      z.array(z.enum(["polling", "websocket"], { message: "a comma list of polling, websocket" }))
+        .min(1, "a comma list of polling, websocket"),
     ).default(["polling", "websocket"]),
   AUTH_COOKIE_NAMES: list.default(["access_token"]),
   SUPABASE_JWT_SECRET: z.string().min(1).optional(),
