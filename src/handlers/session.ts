@@ -87,21 +87,34 @@ export function authMiddleware(
   };
 }
 
+/** Longest delay `setTimeout` honours; longer ones fire at once (TimeoutOverflowWarning). */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** Runs `fn` at time `at` (ms since the epoch), however far away; returns a canceller. */
+function runAt(at: number, fn: () => void): () => void {
+  let timer: ReturnType<typeof setTimeout>;
+  function arm(): void {
+    const wait = at - Date.now();
+    if (wait > MAX_TIMER_MS) timer = setTimeout(arm, MAX_TIMER_MS);
+    else timer = setTimeout(fn, Math.max(0, wait));
+  }
+  arm();
+  return () => clearTimeout(timer);
+}
+
 /** Schedules `tokenExpiring` and the expiry disconnect; returns a canceller. */
 function scheduleExpiry(socket: AppSocket, expiresAt: number | null, warnSec: number): () => void {
   if (expiresAt === null) return () => {};
-  const now = Date.now();
-  const warnAt = expiresAt - warnSec * 1000;
-  const warnTimer = setTimeout(() => {
+  const cancelWarn = runAt(expiresAt - warnSec * 1000, () => {
     socket.emit("tokenExpiring", { expiresAt: new Date(expiresAt).toISOString() });
-  }, Math.max(0, warnAt - now));
-  const expireTimer = setTimeout(() => {
+  });
+  const cancelExpire = runAt(expiresAt, () => {
     replyError(socket, new ServanaError("AUTH_REQUIRED", "Session expired: token expired"));
     socket.disconnect(true);
-  }, Math.max(0, expiresAt - now));
+  });
   return () => {
-    clearTimeout(warnTimer);
-    clearTimeout(expireTimer);
+    cancelWarn();
+    cancelExpire();
   };
 }
 
