@@ -33,7 +33,15 @@ export interface SigningKey {
 export async function generateSigningKey(alg: AsymmetricAlg, kid: string): Promise<SigningKey> {
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
   const publicJwk = { ...(await exportJWK(publicKey)), kid, alg, use: "sig" };
-  return { alg, kid, privateKey, publicKey, publicJwk };
+  // With @types/node in the program (socket.io-client), jose's CryptoKey is
+  // node's webcrypto type, whose KeyUsage list differs from Deno's: same key.
+  return {
+    alg,
+    kid,
+    privateKey: privateKey as CryptoKey,
+    publicKey: publicKey as CryptoKey,
+    publicJwk,
+  };
 }
 
 /** The JWKS document publishing the keys' public halves. */
