@@ -1,0 +1,954 @@
+/**
+ * The identity layer end to end: the whole service (`startApp`) driven by the
+ * official socket.io-client. Hostile handshakes are refused with the right
+ * code and leak nothing; every token source, key type and role connects and
+ * lands in its rooms; tokens expire, refresh, and repeated failures are
+ * blocked; `POST /dev/login` exists only in development; the security log
+ * never holds a token.
+ */
+
+import assert from "node:assert/strict";
+import { decodeJwt } from "jose";
+import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
+import { type LogSink, setLogSink } from "../src/log.ts";
+import { type RunningApp, startApp } from "./support/server.ts";
+import {
+  generateSigningKey,
+  jwksOf,
+  publicKeyPemBytes,
+  serveJwks,
+  signHs256,
+  signToken,
+  tamperSignature,
+  unsecuredToken,
+} from "./support/tokens.ts";
+
+type ClientOptions = Partial<ManagerOptions & SocketOptions>;
+type Transport = "polling" | "websocket";
+
+const SECRET = "handshake-test-secret-0123456789-0123456789";
+const OTHER_SECRET = "some-other-secret-0123456789-0123456789-xx";
+const ISS = "http://127.0.0.1:54321/auth/v1";
+const ALLOWED_ORIGIN = "http://localhost:5173";
+const FOREIGN_ORIGIN = "https://evil.example";
+const FIXTURE = decodeURIComponent(new URL("../demo/fixture.json", import.meta.url).pathname);
+const TRANSPORTS: Transport[] = ["polling", "websocket"];
+const WAIT_MS = 8000;
+
+const es256 = await generateSigningKey("ES256", "es-1");
+const rs256 = await generateSigningKey("RS256", "rs-1");
+/** Signs well but is not in the served JWKS. */
+const stranger = await generateSigningKey("ES256", "es-stranger");
+
+/** A log sink collecting every line; `restore()` puts the previous sink back. */
+function captureLog(): {
+  raw: string[];
+  security: (event: string) => Record<string, unknown>[];
+  restore(): void;
+} {
+  const raw: string[] = [];
+  const sink: LogSink = {
+    write(line: string) {
+      raw.push(line);
+    },
+  };
+  const previous = setLogSink(sink);
+  return {
+    raw,
+    security(event: string) {
+      return raw.map((line) => JSON.parse(line) as Record<string, unknown>)
+        .filter((line) => line.msg === "security" && line.event === event);
+    },
+    restore() {
+      setLogSink(previous);
+    },
+  };
+}
+
+/** Rejects after `ms` unless `promise` settles first; always clears its timer. */
+async function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+interface RefusedError extends Error {
+  data?: unknown;
+}
+
+/** Outcome of one connection attempt; the socket is left open when it connected. */
+type Attempt =
+  | { connected: true; socket: Socket }
+  | { connected: false; socket: Socket; error: RefusedError };
+
+function attempt(url: string, options: ClientOptions): Promise<Attempt> {
+  const socket = io(url, { forceNew: true, reconnection: false, timeout: WAIT_MS, ...options });
+  return within(
+    new Promise<Attempt>((resolve) => {
+      socket.once("connect", () => resolve({ connected: true, socket }));
+      socket.once("connect_error", (error: RefusedError) => {
+        socket.close();
+        resolve({ connected: false, socket, error });
+      });
+    }),
+    "connect or connect_error",
+  ).catch((error) => {
+    socket.close();
+    throw error;
+  });
+}
+
+/** Connects or fails the test with the refusal. */
+async function connect(url: string, options: ClientOptions): Promise<Socket> {
+  const result = await attempt(url, options);
+  if (!result.connected) {
+    assert.fail(`expected a connection, got connect_error ${JSON.stringify(result.error.data)}`);
+  }
+  return result.socket;
+}
+
+/** Expects a refused handshake and returns what the client saw. */
+async function refused(url: string, options: ClientOptions): Promise<RefusedError> {
+  const result = await attempt(url, options);
+  if (result.connected) {
+    result.socket.close();
+    assert.fail("expected connect_error, but the socket connected");
+  }
+  return result.error;
+}
+
+/** The client saw `code` and nothing else: no token, no stack, no extra fields. */
+function assertCleanRefusal(error: RefusedError, code: string, secrets: string[]): void {
+  assert.equal(error.message, code);
+  const data = error.data as Record<string, unknown>;
+  assert.ok(typeof data === "object" && data !== null, "err.data is an object");
+  assert.deepEqual(Object.keys(data).sort(), ["code", "message"]);
+  assert.equal(data.code, code);
+  assert.equal(typeof data.message, "string");
+  assert.ok((data.message as string).length > 0);
+  const seen = JSON.stringify({ message: error.message, data });
+  assert.ok(!/\n\s+at /.test(String(data.message)), "stack trace in message");
+  assert.ok(!seen.includes(".ts:"), "source location in message");
+  for (const secret of secrets) {
+    if (secret.length > 0) assert.ok(!seen.includes(secret), "secret material leaked to client");
+  }
+}
+
+/** Parts of a token that must never appear anywhere (the whole token and its signature). */
+function secretsOf(token: string | undefined): string[] {
+  if (token === undefined) return [SECRET, OTHER_SECRET];
+  const parts = token.split(".");
+  const out = [token, SECRET, OTHER_SECRET];
+  if (parts.length === 3 && parts[2].length > 8) out.push(parts[2]);
+  return out;
+}
+
+/** The server-side rooms of a connected client's socket, its own id room excluded. */
+function roomsOf(running: RunningApp, socket: Socket): string[] {
+  assert.ok(socket.id, "client socket has an id");
+  const serverSocket = running.app.io.of("/").sockets.get(socket.id);
+  assert.ok(serverSocket, "server knows the socket");
+  return [...serverSocket.rooms].filter((room) => room !== socket.id).sort();
+}
+
+function serverUserId(running: RunningApp, socket: Socket): number | undefined {
+  return running.app.io.of("/").sockets.get(socket.id ?? "")?.data.user?.id;
+}
+
+function base64Url(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** The `@supabase/ssr` cookie value: `base64-` + base64url(session JSON). */
+function supabaseCookieValue(accessToken: string): string {
+  const session = {
+    access_token: accessToken,
+    token_type: "bearer",
+    expires_in: 3600,
+    expires_at: Math.floor(Date.now() / 1000) + 3600,
+    refresh_token: "refresh-token-not-a-jwt",
+    user: { id: "x", aud: "authenticated" },
+  };
+  return "base64-" + base64Url(JSON.stringify(session));
+}
+
+function baseEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return { SEED_FILE: FIXTURE, ...extra };
+}
+
+interface HostileCase {
+  name: string;
+  /** Which server: secret + JWKS (default) or JWKS only. */
+  server?: "both" | "jwksOnly";
+  code: "AUTH_REQUIRED" | "ACCESS_DENIED" | "USER_NOT_FOUND";
+  /** `reason` of the server's `auth_failure` line. */
+  reason: string;
+  /** The token used (checked for leaks) and the client options carrying it. */
+  make(): Promise<{ token?: string; options: ClientOptions }>;
+}
+
+const HOSTILE: HostileCase[] = [
+  {
+    name: "no token",
+    code: "AUTH_REQUIRED",
+    reason: "missing_token",
+    make: () => Promise.resolve({ options: {} }),
+  },
+  {
+    name: "empty auth.token",
+    code: "AUTH_REQUIRED",
+    reason: "missing_token",
+    make: () => Promise.resolve({ options: { auth: { token: "" } } }),
+  },
+  {
+    name: "malformed token",
+    code: "AUTH_REQUIRED",
+    reason: "malformed",
+    make: () => {
+      const token = "not-a-jwt.at-all.sorry-nope";
+      return Promise.resolve({ token, options: { auth: { token } } });
+    },
+  },
+  {
+    name: "alg: none",
+    code: "AUTH_REQUIRED",
+    reason: "alg_not_allowed",
+    make: () => {
+      const token = unsecuredToken({ sub: "agent-123" }, { issuer: ISS });
+      return Promise.resolve({ token, options: { auth: { token } } });
+    },
+  },
+  {
+    name: "HS256 signed with the JWKS public key (server with JWKS only)",
+    server: "jwksOnly",
+    code: "AUTH_REQUIRED",
+    reason: "alg_not_allowed",
+    make: async () => {
+      const token = await signHs256(await publicKeyPemBytes(es256), { sub: "agent-123" }, {
+        issuer: ISS,
+        kid: es256.kid,
+      });
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "HS256 signed with the JWKS public key (server with secret and JWKS)",
+    code: "AUTH_REQUIRED",
+    reason: "bad_signature",
+    make: async () => {
+      const token = await signHs256(await publicKeyPemBytes(es256), { sub: "agent-123" }, {
+        issuer: ISS,
+        kid: es256.kid,
+      });
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "wrong signature (ES256, tampered)",
+    code: "AUTH_REQUIRED",
+    reason: "bad_signature",
+    make: async () => {
+      const token = tamperSignature(await signToken(es256, { sub: "agent-123" }, { issuer: ISS }));
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "wrong signature (HS256, other secret)",
+    code: "AUTH_REQUIRED",
+    reason: "bad_signature",
+    make: async () => {
+      const token = await signHs256(OTHER_SECRET, { sub: "agent-123" }, { issuer: ISS });
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "signing key not in the JWKS",
+    code: "AUTH_REQUIRED",
+    reason: "no_key",
+    make: async () => {
+      const token = await signToken(stranger, { sub: "agent-123" }, { issuer: ISS });
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "expired",
+    code: "AUTH_REQUIRED",
+    reason: "expired",
+    make: async () => {
+      const token = await signToken(es256, { sub: "agent-123" }, {
+        issuer: ISS,
+        expiresInSec: -120,
+      });
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "not yet valid",
+    code: "AUTH_REQUIRED",
+    reason: "not_yet_valid",
+    make: async () => {
+      const token = await signToken(es256, { sub: "agent-123" }, {
+        issuer: ISS,
+        notBeforeInSec: 300,
+      });
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "no exp",
+    code: "AUTH_REQUIRED",
+    reason: "missing_exp",
+    make: async () => {
+      const token = await signHs256(SECRET, { sub: "agent-123" }, {
+        issuer: ISS,
+        expiresInSec: null,
+      });
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "wrong issuer",
+    code: "AUTH_REQUIRED",
+    reason: "wrong_issuer",
+    make: async () => {
+      const token = await signToken(es256, { sub: "agent-123" }, {
+        issuer: "https://evil.example/auth/v1",
+      });
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "wrong audience",
+    code: "AUTH_REQUIRED",
+    reason: "wrong_audience",
+    make: async () => {
+      const token = await signToken(es256, { sub: "agent-123" }, { issuer: ISS, audience: "anon" });
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "unknown sub",
+    code: "USER_NOT_FOUND",
+    reason: "user_not_found",
+    make: async () => {
+      const token = await signToken(es256, { sub: "nobody-999" }, { issuer: ISS });
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "Bearer with an invalid token",
+    code: "AUTH_REQUIRED",
+    reason: "bad_signature",
+    make: async () => {
+      const token = await signHs256(OTHER_SECRET, { sub: "agent-123" }, { issuer: ISS });
+      return { token, options: { extraHeaders: { authorization: `Bearer ${token}` } } };
+    },
+  },
+  {
+    name: "access_token cookie from a foreign origin",
+    code: "ACCESS_DENIED",
+    reason: "origin_not_allowed",
+    make: async () => {
+      const token = await signHs256(SECRET, { sub: "agent-123" }, { issuer: ISS });
+      return {
+        token,
+        options: { extraHeaders: { cookie: `access_token=${token}`, origin: FOREIGN_ORIGIN } },
+      };
+    },
+  },
+  {
+    name: "access_token cookie without any origin",
+    code: "ACCESS_DENIED",
+    reason: "origin_not_allowed",
+    make: async () => {
+      const token = await signHs256(SECRET, { sub: "agent-123" }, { issuer: ISS });
+      return { token, options: { extraHeaders: { cookie: `access_token=${token}` } } };
+    },
+  },
+  {
+    name: "@supabase/ssr cookie from a foreign origin",
+    code: "ACCESS_DENIED",
+    reason: "origin_not_allowed",
+    make: async () => {
+      const token = await signToken(es256, { sub: "client-789" }, { issuer: ISS });
+      return {
+        token,
+        options: {
+          extraHeaders: {
+            cookie: `sb-abcdefgh-auth-token=${supabaseCookieValue(token)}`,
+            origin: FOREIGN_ORIGIN,
+          },
+        },
+      };
+    },
+  },
+];
+
+Deno.test("hostile handshakes are refused with the right code and leak nothing", async (t) => {
+  const jwks = serveJwks(jwksOf(es256, rs256));
+  const log = captureLog();
+  const both = await startApp(baseEnv({
+    SUPABASE_JWT_SECRET: SECRET,
+    SUPABASE_JWKS_URL: jwks.url,
+    JWT_ISSUER: ISS,
+    AUTH_FAIL_LIMIT: "1000",
+  }));
+  const jwksOnly = await startApp(baseEnv({
+    SUPABASE_JWKS_URL: jwks.url,
+    JWT_ISSUER: ISS,
+    AUTH_FAIL_LIMIT: "1000",
+  }));
+  try {
+    for (const row of HOSTILE) {
+      for (const transport of TRANSPORTS) {
+        await t.step(`${row.name} [${transport}]`, async () => {
+          const running = row.server === "jwksOnly" ? jwksOnly : both;
+          const { token, options } = await row.make();
+          const before = log.security("auth_failure").length;
+          const rawBefore = log.raw.length;
+          const error = await refused(running.url, { transports: [transport], ...options });
+          assertCleanRefusal(error, row.code, secretsOf(token));
+          for (const line of log.raw.slice(rawBefore)) {
+            for (const secret of secretsOf(token)) {
+              assert.ok(!line.includes(secret), `secret material in the log: ${line}`);
+            }
+          }
+
+          const failures = log.security("auth_failure").slice(before);
+          assert.equal(failures.length, 1, "one auth_failure line per refused handshake");
+          assert.equal(failures[0].reason, row.reason);
+          assert.equal(failures[0].code, row.code);
+          assert.equal(failures[0].address, "127.0.0.1");
+          assert.equal(running.app.io.of("/").sockets.size, 0, "no server socket left");
+        });
+      }
+    }
+
+    await t.step("no log line holds a token or the secret", () => {
+      for (const line of log.raw) {
+        assert.ok(!line.includes(SECRET), "secret in the log");
+        assert.ok(!line.includes(OTHER_SECRET), "secret in the log");
+        assert.ok(!/eyJ[\w-]+\.eyJ[\w-]+\./.test(line), `a JWT in the log: ${line}`);
+      }
+    });
+  } finally {
+    await both.close();
+    await jwksOnly.close();
+    log.restore();
+    await jwks.close();
+  }
+});
+
+Deno.test("every token source connects, over both transports", async (t) => {
+  const log = captureLog();
+  const running = await startApp(baseEnv({ SUPABASE_JWT_SECRET: SECRET, JWT_ISSUER: ISS }));
+  try {
+    const agentToken = await signHs256(SECRET, { sub: "agent-123" }, { issuer: ISS });
+    const clientToken = await signHs256(SECRET, { sub: "client-789" }, { issuer: ISS });
+    const base64Cookie = supabaseCookieValue(clientToken);
+    const cut = Math.floor(base64Cookie.length / 2);
+
+    const sources: Array<{
+      name: string;
+      options: ClientOptions;
+      userId: number;
+      source: "auth" | "bearer" | "cookie";
+    }> = [
+      {
+        name: "handshake auth.token",
+        options: { auth: { token: agentToken } },
+        userId: 123,
+        source: "auth",
+      },
+      {
+        name: "Authorization: Bearer",
+        options: { extraHeaders: { authorization: `Bearer ${agentToken}` } },
+        userId: 123,
+        source: "bearer",
+      },
+      {
+        name: "Authorization: Bearer from a foreign origin (not tied to an origin)",
+        options: {
+          extraHeaders: { authorization: `Bearer ${agentToken}`, origin: FOREIGN_ORIGIN },
+        },
+        userId: 123,
+        source: "bearer",
+      },
+      {
+        name: "access_token cookie from an allowed origin",
+        options: {
+          extraHeaders: {
+            cookie: `theme=dark; access_token=${agentToken}`,
+            origin: ALLOWED_ORIGIN,
+          },
+        },
+        userId: 123,
+        source: "cookie",
+      },
+      {
+        name: "@supabase/ssr cookie, base64- form",
+        options: {
+          extraHeaders: {
+            cookie: `sb-abcdefgh-auth-token=${base64Cookie}`,
+            origin: ALLOWED_ORIGIN,
+          },
+        },
+        userId: 789,
+        source: "cookie",
+      },
+      {
+        name: "@supabase/ssr cookie, chunked .0/.1 form",
+        options: {
+          extraHeaders: {
+            cookie: `sb-abcdefgh-auth-token.0=${base64Cookie.slice(0, cut)}; ` +
+              `sb-abcdefgh-auth-token.1=${base64Cookie.slice(cut)}`,
+            origin: ALLOWED_ORIGIN,
+          },
+        },
+        userId: 789,
+        source: "cookie",
+      },
+    ];
+
+    for (const { name, options, userId, source } of sources) {
+      for (const transport of TRANSPORTS) {
+        await t.step(`${name} [${transport}]`, async () => {
+          const before = log.security("auth_success").length;
+          const socket = await connect(running.url, { transports: [transport], ...options });
+          try {
+            assert.equal(serverUserId(running, socket), userId);
+            const successes = log.security("auth_success").slice(before);
+            assert.equal(successes.length, 1);
+            assert.equal(successes[0].source, source);
+            assert.equal(successes[0].userId, userId);
+          } finally {
+            socket.close();
+          }
+        });
+      }
+    }
+
+    await t.step("auth.token wins over a Bearer of another user", async () => {
+      const socket = await connect(running.url, {
+        transports: ["websocket"],
+        auth: { token: clientToken },
+        extraHeaders: { authorization: `Bearer ${agentToken}` },
+      });
+      try {
+        assert.equal(serverUserId(running, socket), 789);
+      } finally {
+        socket.close();
+      }
+    });
+
+    await t.step("the success lines hold no token", () => {
+      for (const line of log.raw) {
+        for (const token of [agentToken, clientToken]) {
+          assert.ok(!line.includes(token.split(".")[2]), "token signature in the log");
+        }
+        assert.ok(!line.includes(base64Cookie.slice(10, 60)), "cookie value in the log");
+      }
+    });
+  } finally {
+    await running.close();
+    log.restore();
+  }
+});
+
+Deno.test("each key type: HS256 secret, ES256 and RS256 from a loopback JWKS", async (t) => {
+  const jwks = serveJwks(jwksOf(es256, rs256));
+  const log = captureLog();
+  const secretOnly = await startApp(baseEnv({ SUPABASE_JWT_SECRET: SECRET, JWT_ISSUER: ISS }));
+  const jwksOnly = await startApp(baseEnv({ SUPABASE_JWKS_URL: jwks.url, JWT_ISSUER: ISS }));
+  try {
+    await t.step("HS256 with SUPABASE_JWT_SECRET", async () => {
+      const token = await signHs256(SECRET, { sub: "agent-124" }, { issuer: ISS });
+      const socket = await connect(secretOnly.url, { auth: { token } });
+      try {
+        assert.equal(serverUserId(secretOnly, socket), 124);
+      } finally {
+        socket.close();
+      }
+    });
+
+    await t.step("ES256 is refused by a server without a JWKS", async () => {
+      const token = await signToken(es256, { sub: "agent-124" }, { issuer: ISS });
+      const error = await refused(secretOnly.url, { auth: { token } });
+      assertCleanRefusal(error, "AUTH_REQUIRED", secretsOf(token));
+    });
+
+    for (const key of [es256, rs256]) {
+      await t.step(`${key.alg} with SUPABASE_JWKS_URL and JWT_ISSUER`, async () => {
+        const token = await signToken(key, { sub: "client-790" }, { issuer: ISS });
+        const socket = await connect(jwksOnly.url, { auth: { token } });
+        try {
+          assert.equal(serverUserId(jwksOnly, socket), 790);
+        } finally {
+          socket.close();
+        }
+      });
+    }
+
+    await t.step("the JWKS was fetched once and cached", () => {
+      assert.equal(jwks.fetches, 1);
+    });
+
+    await t.step("HS256 is refused by a server with only a JWKS", async () => {
+      const token = await signHs256(SECRET, { sub: "client-790" }, { issuer: ISS });
+      const error = await refused(jwksOnly.url, { auth: { token } });
+      assertCleanRefusal(error, "AUTH_REQUIRED", secretsOf(token));
+    });
+  } finally {
+    await secretOnly.close();
+    await jwksOnly.close();
+    log.restore();
+    await jwks.close();
+  }
+});
+
+Deno.test("each role lands in its rooms", async (t) => {
+  const log = captureLog();
+  const running = await startApp(baseEnv());
+  try {
+    const mint = running.app.mintDevToken;
+    assert.ok(mint, "development server mints dev tokens");
+    const cases: Array<[string, string, string[]]> = [
+      ["client", "client-789", ["clients", "user_789"]],
+      ["agent", "agent-123", ["dept_1", "staff", "user_123"]],
+      ["admin", "admin-1", ["admins", "dept_1", "dept_2", "staff", "user_1"]],
+    ];
+    for (const [role, authId, rooms] of cases) {
+      await t.step(role, async () => {
+        const socket = await connect(running.url, { auth: { token: await mint(authId) } });
+        try {
+          assert.deepEqual(roomsOf(running, socket), rooms);
+        } finally {
+          socket.close();
+        }
+      });
+    }
+  } finally {
+    await running.close();
+    log.restore();
+  }
+});
+
+/** Records `error` and `disconnect` events of a client in order. */
+function recordEvents(socket: Socket): { events: string[]; disconnected: Promise<string> } {
+  const events: string[] = [];
+  socket.on("error", (payload: { code?: string }) => events.push(`error:${payload?.code}`));
+  const disconnected = new Promise<string>((resolve) => {
+    socket.once("disconnect", (reason: string) => {
+      events.push(`disconnect:${reason}`);
+      resolve(reason);
+    });
+  });
+  return { events, disconnected };
+}
+
+function nextEvent<T>(socket: Socket, event: string): Promise<T> {
+  return within(
+    new Promise<T>((resolve) => socket.once(event, (value: T) => resolve(value))),
+    event,
+  );
+}
+
+Deno.test("token expiry: tokenExpiring, refreshToken, AUTH_REQUIRED and disconnect", async (t) => {
+  const log = captureLog();
+  const running = await startApp(baseEnv({
+    SUPABASE_JWT_SECRET: SECRET,
+    JWT_ISSUER: ISS,
+    TOKEN_EXPIRY_WARNING: "2",
+  }));
+  try {
+    await t.step("refresh with a fresh token of the same user keeps the socket", async () => {
+      const shortToken = await signHs256(SECRET, { sub: "agent-123" }, {
+        issuer: ISS,
+        expiresInSec: 3,
+      });
+      const oldExpMs = decodeJwt(shortToken).exp! * 1000;
+      const socket = await connect(running.url, {
+        transports: ["websocket"],
+        auth: { token: shortToken },
+      });
+      const { events } = recordEvents(socket);
+      try {
+        const warning = await nextEvent<{ expiresAt: string }>(socket, "tokenExpiring");
+        assert.equal(Date.parse(warning.expiresAt), oldExpMs);
+
+        const fresh = await signHs256(SECRET, { sub: "agent-123" }, { issuer: ISS });
+        const ack = await within(
+          socket.emitWithAck("refreshToken", { token: fresh }),
+          "refreshToken ack",
+        );
+        assert.deepEqual(ack, {
+          ok: true,
+          expiresAt: new Date(decodeJwt(fresh).exp! * 1000).toISOString(),
+        });
+
+        await delay(Math.max(0, oldExpMs - Date.now()) + 1500);
+        assert.equal(socket.connected, true, "still connected past the old exp");
+        assert.ok(running.app.io.of("/").sockets.get(socket.id!), "server still has the socket");
+        assert.deepEqual(events, []);
+      } finally {
+        socket.close();
+      }
+    });
+
+    await t.step(
+      "refresh with another user's token is ACCESS_DENIED and does not extend",
+      async () => {
+        const shortToken = await signHs256(SECRET, { sub: "agent-123" }, {
+          issuer: ISS,
+          expiresInSec: 3,
+        });
+        const socket = await connect(running.url, {
+          transports: ["websocket"],
+          auth: { token: shortToken },
+        });
+        const { events, disconnected } = recordEvents(socket);
+        try {
+          await nextEvent(socket, "tokenExpiring");
+          const other = await signHs256(SECRET, { sub: "agent-124" }, { issuer: ISS });
+          const ack = await within(
+            socket.emitWithAck("refreshToken", { token: other }),
+            "refreshToken ack",
+          );
+          assert.equal(ack.ok, false);
+          assert.equal(ack.code, "ACCESS_DENIED");
+          assert.ok(!JSON.stringify(ack).includes(other.split(".")[2]), "token echoed back");
+          assert.equal(serverUserId(running, socket), 123, "identity unchanged");
+
+          assert.equal(await within(disconnected, "expiry disconnect"), "io server disconnect");
+          assert.deepEqual(events, [
+            "error:ACCESS_DENIED",
+            "error:AUTH_REQUIRED",
+            "disconnect:io server disconnect",
+          ]);
+          const failures = log.security("token_refresh_failure");
+          assert.equal(failures.at(-1)?.reason, "sub_mismatch");
+        } finally {
+          socket.close();
+        }
+      },
+    );
+
+    await t.step("a token valid for 30 days is not cut off (timer overflow)", async () => {
+      // setTimeout fires at once for delays beyond 2^31-1 ms (~24.8 days)
+      const longToken = await signHs256(SECRET, { sub: "agent-123" }, {
+        issuer: ISS,
+        expiresInSec: 30 * 86_400,
+      });
+      const socket = await connect(running.url, {
+        transports: ["websocket"],
+        auth: { token: longToken },
+      });
+      const { events } = recordEvents(socket);
+      const warnings: unknown[] = [];
+      socket.on("tokenExpiring", (payload: unknown) => warnings.push(payload));
+      try {
+        // a round trip after the connection: any immediate timer has fired by now
+        // (a refresh with the same long token re-arms the timers as well)
+        const ack = await within(
+          socket.emitWithAck("refreshToken", { token: longToken }),
+          "refreshToken ack",
+        ) as { ok: boolean };
+        await delay(300);
+        assert.equal(ack.ok, true);
+        assert.equal(socket.connected, true);
+        assert.deepEqual(warnings, []);
+        assert.deepEqual(events, []);
+      } finally {
+        socket.close();
+      }
+    });
+
+    await t.step("without refresh: error AUTH_REQUIRED, then disconnect", async () => {
+      const shortToken = await signHs256(SECRET, { sub: "client-789" }, {
+        issuer: ISS,
+        expiresInSec: 3,
+      });
+      const socket = await connect(running.url, {
+        transports: ["polling"],
+        auth: { token: shortToken },
+      });
+      const { events, disconnected } = recordEvents(socket);
+      try {
+        const warning = await nextEvent<{ expiresAt: string }>(socket, "tokenExpiring");
+        assert.equal(typeof warning.expiresAt, "string");
+        assert.equal(await within(disconnected, "expiry disconnect"), "io server disconnect");
+        assert.deepEqual(events, ["error:AUTH_REQUIRED", "disconnect:io server disconnect"]);
+        assert.equal(running.app.io.of("/").sockets.size, 0);
+      } finally {
+        socket.close();
+      }
+    });
+  } finally {
+    await running.close();
+    log.restore();
+  }
+});
+
+Deno.test("repeated failed handshakes from one address are refused without verifying", async () => {
+  const log = captureLog();
+  const running = await startApp(baseEnv({
+    SUPABASE_JWT_SECRET: SECRET,
+    JWT_ISSUER: ISS,
+    AUTH_FAIL_LIMIT: "3",
+  }));
+  try {
+    const bad = await signHs256(OTHER_SECRET, { sub: "agent-123" }, { issuer: ISS });
+    for (let i = 0; i < 3; i++) {
+      const error = await refused(running.url, { transports: ["websocket"], auth: { token: bad } });
+      assertCleanRefusal(error, "AUTH_REQUIRED", secretsOf(bad));
+    }
+    assert.deepEqual(
+      log.security("auth_failure").map((line) => line.reason),
+      ["bad_signature", "bad_signature", "bad_signature"],
+    );
+    assert.equal(log.security("auth_blocked").length, 1);
+
+    // now even a valid token is refused, before verification
+    const good = await signHs256(SECRET, { sub: "agent-123" }, { issuer: ISS });
+    const error = await refused(running.url, { transports: ["websocket"], auth: { token: good } });
+    assertCleanRefusal(error, "AUTH_REQUIRED", secretsOf(good));
+    assert.equal(log.security("auth_failure").at(-1)?.reason, "too_many_failures");
+    assert.equal(log.security("auth_success").length, 0);
+    assert.equal(
+      running.app.services.metrics.authFailures.get({ reason: "too_many_failures" }),
+      1,
+    );
+  } finally {
+    await running.close();
+    log.restore();
+  }
+});
+
+Deno.test("POST /dev/login: development only, HttpOnly cookie and a token", async (t) => {
+  const log = captureLog();
+  try {
+    await t.step("development: cookie and token for a seeded user", async () => {
+      const running = await startApp(baseEnv());
+      try {
+        const response = await fetch(`${running.url}/dev/login`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ authId: "agent-123" }),
+        });
+        assert.equal(response.status, 200);
+        const body = await response.json() as { token: string; user: { id: number } };
+        assert.equal(body.user.id, 123);
+        assert.equal(typeof body.token, "string");
+        const cookie = response.headers.get("set-cookie") ?? "";
+        const attributes = cookie.split(";").map((part) => part.trim().toLowerCase());
+        assert.ok(attributes.includes("httponly"), `HttpOnly missing: ${cookie}`);
+        assert.equal(cookie.split(";")[0], `access_token=${body.token}`);
+
+        // the cookie authenticates a socket from an allowed origin
+        const socket = await connect(running.url, {
+          extraHeaders: { cookie: cookie.split(";")[0], origin: ALLOWED_ORIGIN },
+        });
+        try {
+          assert.equal(serverUserId(running, socket), 123);
+        } finally {
+          socket.close();
+        }
+
+        const unknown = await fetch(`${running.url}/dev/login`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ authId: "nobody" }),
+        });
+        assert.equal(unknown.status, 404);
+        assert.equal((await unknown.json()).code, "USER_NOT_FOUND");
+      } finally {
+        await running.close();
+      }
+    });
+
+    await t.step("production: 404, and nothing minted", async () => {
+      const running = await startApp(baseEnv({
+        APP_ENV: "production",
+        SUPABASE_JWT_SECRET: SECRET,
+      }));
+      try {
+        assert.equal(running.app.mintDevToken, null);
+        const response = await fetch(`${running.url}/dev/login`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ authId: "agent-123" }),
+        });
+        assert.equal(response.status, 404);
+        assert.equal(response.headers.get("set-cookie"), null);
+        const text = await response.text();
+        assert.ok(!text.includes("eyJ"), "no token in the body");
+      } finally {
+        await running.close();
+      }
+    });
+  } finally {
+    log.restore();
+  }
+});
+
+Deno.test("security log: auth_success and auth_failure lines, never a token", async () => {
+  const log = captureLog();
+  const running = await startApp(baseEnv({ SUPABASE_JWT_SECRET: SECRET, JWT_ISSUER: ISS }));
+  try {
+    const good = await signHs256(SECRET, { sub: "agent-123" }, { issuer: ISS });
+    const expired = await signHs256(SECRET, { sub: "agent-123" }, {
+      issuer: ISS,
+      expiresInSec: -120,
+    });
+    const socket = await connect(running.url, {
+      transports: ["polling"],
+      extraHeaders: { authorization: `Bearer ${good}`, "user-agent": "handshake-test/1.0" },
+    });
+    socket.close();
+    await refused(running.url, {
+      transports: ["polling"],
+      extraHeaders: { cookie: `access_token=${expired}`, origin: ALLOWED_ORIGIN },
+    });
+
+    const success = log.security("auth_success");
+    assert.equal(success.length, 1);
+    assert.equal(success[0].level, "info");
+    assert.equal(success[0].userId, 123);
+    assert.equal(success[0].source, "bearer");
+    assert.equal(success[0].address, "127.0.0.1");
+    assert.equal(typeof success[0].time, "string");
+
+    const failure = log.security("auth_failure");
+    assert.equal(failure.length, 1);
+    assert.equal(failure[0].level, "warn");
+    assert.equal(failure[0].reason, "expired");
+    assert.equal(failure[0].code, "AUTH_REQUIRED");
+    assert.equal(failure[0].source, "cookie");
+    assert.equal(failure[0].address, "127.0.0.1");
+
+    for (const line of log.raw) {
+      for (const token of [good, expired]) {
+        assert.ok(!line.includes(token), "a token in the log");
+        assert.ok(!line.includes(token.split(".")[2]), "a token signature in the log");
+        assert.ok(!line.includes(token.split(".")[1]), "a token payload in the log");
+      }
+      assert.ok(!line.includes(SECRET), "the secret in the log");
+    }
+  } finally {
+    await running.close();
+    log.restore();
+  }
+});
