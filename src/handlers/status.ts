@@ -29,6 +29,24 @@ export const userHeartbeatSchema = z.object({
 /** `userOffline { userId }` */
 export const userOfflineSchema = z.object({ userId: idSchema });
 
+/**
+ * Records the socket online. A socket that closed while the write was in
+ * flight has already had its disconnect clean-up, so its entry is removed
+ * again here (else the user would stay listed until the entry expires).
+ * Returns whether the set of online users changed.
+ */
+async function markOnline(ctx: EventContext): Promise<boolean> {
+  const { socket, user, services } = ctx;
+  const { cameOnline } = await services.presence.online({
+    userId: user.id,
+    userType: user.role,
+    socketId: socket.id,
+  });
+  if (socket.connected) return cameOnline;
+  const { wentOffline } = await services.presence.socketClosed(user.id, socket.id);
+  return cameOnline !== wentOffline;
+}
+
 /** Registers the status events on a socket. */
 export function registerStatusHandlers(ctx: EventContext): void {
   onEvent(ctx, "userOnline", {
@@ -36,19 +54,17 @@ export function registerStatusHandlers(ctx: EventContext): void {
     handler: async (payload, { socket, user, services }) => {
       assertSelf(ctx, "userOnline", payload);
       await enforceRateLimit(ctx, "status", "userOnline");
-      const { cameOnline } = await services.presence.online({
-        userId: user.id,
-        userType: user.role,
-        socketId: socket.id,
-      });
+      const changed = await markOnline(ctx);
+      if (changed) services.presenceFeed.changed();
+      // closed meanwhile: joining would leave the dead socket in the adapter's rooms
+      if (socket.disconnected) return { status: "offline" };
       socket.join(roomsOnConnect(user));
       socket.emit("userStatusUpdated", {
         userId: user.id,
         status: "online",
         timestamp: new Date().toISOString(),
       });
-      if (cameOnline) services.presenceFeed.changed();
-      else {
+      if (!changed) {
         // already online elsewhere: this socket still gets the current list
         const users = await services.presence.list();
         socket.emit("onlineUsersUpdate", { onlineUsers: visibleTo(user.role, users) });
@@ -65,12 +81,7 @@ export function registerStatusHandlers(ctx: EventContext): void {
       const known = await services.presence.heartbeat(user.id, socket.id);
       if (!known) {
         // expired (or never announced): a heartbeat brings the socket back online
-        const { cameOnline } = await services.presence.online({
-          userId: user.id,
-          userType: user.role,
-          socketId: socket.id,
-        });
-        if (cameOnline) services.presenceFeed.changed();
+        if (await markOnline(ctx)) services.presenceFeed.changed();
       }
       return { status: "online" };
     },
