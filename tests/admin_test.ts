@@ -1,0 +1,294 @@
+/**
+ * End-to-end tests of the admin events (src/handlers/admin.ts) with real
+ * socket.io-client sockets: `getRoomStats` → `roomStatsUpdate`, the periodic
+ * push to admins, and `disconnectUser`; non-admins get ACCESS_DENIED.
+ */
+
+import assert from "node:assert/strict";
+import { io as connect, type Socket } from "socket.io-client";
+import { setLogSink } from "../src/log.ts";
+import { type RunningApp, startApp } from "./support/server.ts";
+
+const FIXTURE = "demo/fixture.json";
+const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+interface Stats {
+  totalRooms: number;
+  activeRooms: number;
+  totalUsers: number;
+  timestamp: string;
+}
+
+/** Every payload (first argument) a socket received for one event, and a way to wait for one. */
+class Recorder<T> {
+  readonly events: T[] = [];
+  #waiters: { predicate: (value: T) => boolean; resolve: (value: T) => void }[] = [];
+
+  constructor(socket: Socket, event: string) {
+    // with connection state recovery a broadcast carries a trailing offset: read the first argument
+    socket.on(event, (value: T) => {
+      this.events.push(value);
+      this.#waiters = this.#waiters.filter((w) => {
+        if (!w.predicate(value)) return true;
+        w.resolve(value);
+        return false;
+      });
+    });
+  }
+
+  /** The first payload from index `from` on that satisfies `predicate` (waits for it). */
+  async waitFor(predicate: (value: T) => boolean, from = 0, timeoutMs = 5000): Promise<T> {
+    const seen = this.events.slice(from).find(predicate);
+    if (seen !== undefined) return seen;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await new Promise<T>((resolve, reject) => {
+        this.#waiters.push({ predicate, resolve });
+        timer = setTimeout(() => reject(new Error("timed out waiting for an event")), timeoutMs);
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+async function connectAs(running: RunningApp, authId: string, sockets: Socket[]): Promise<Socket> {
+  const token = await running.app.mintDevToken!(authId);
+  const socket = connect(running.url, {
+    transports: ["websocket"],
+    forceNew: true,
+    reconnection: false,
+    auth: { token },
+  });
+  sockets.push(socket);
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", () => resolve());
+    socket.once("connect_error", (err) => reject(err));
+  });
+  return socket;
+}
+
+function assertStats(stats: Stats, expected: Omit<Stats, "timestamp">): void {
+  assert.deepEqual(Object.keys(stats).sort(), [
+    "activeRooms",
+    "timestamp",
+    "totalRooms",
+    "totalUsers",
+  ]);
+  const { timestamp, ...numbers } = stats;
+  assert.deepEqual(numbers, expected);
+  assert.match(timestamp, ISO);
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function eventually(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await sleep(20);
+  }
+}
+
+function closeAll(sockets: Socket[]): void {
+  for (const s of sockets) s.disconnect();
+}
+
+Deno.test("admin: getRoomStats", async (t) => {
+  const running = await startApp({ SEED_FILE: FIXTURE });
+  const sockets: Socket[] = [];
+  try {
+    const admin = await connectAs(running, "admin-1", sockets);
+    const agent = await connectAs(running, "agent-123", sockets);
+    const agent2 = await connectAs(running, "agent-124", sockets);
+    const client = await connectAs(running, "client-789", sockets);
+    for (
+      const [socket, userId, userType] of [
+        [admin, 1, "admin"],
+        [agent, 123, "agent"],
+        [client, 789, "client"],
+      ] as const
+    ) {
+      assert.equal((await socket.emitWithAck("userOnline", { userId, userType })).ok, true);
+    }
+
+    await t.step("an admin gets roomStatsUpdate with the fixture's numbers", async () => {
+      const updates = new Recorder<Stats>(admin, "roomStatsUpdate");
+      const ack = await admin.emitWithAck("getRoomStats");
+      assert.equal(ack.ok, true, JSON.stringify(ack));
+      const stats = await updates.waitFor(() => true);
+      // 3 chat groups, 2 of them active; admin, agent 123 and client 789 online
+      assertStats(stats, { totalRooms: 3, activeRooms: 2, totalUsers: 3 });
+      assert.deepEqual(ack.stats, stats);
+    });
+
+    await t.step("totalUsers follows presence", async () => {
+      assert.equal(
+        (await agent2.emitWithAck("userOnline", { userId: 124, userType: "agent" })).ok,
+        true,
+      );
+      const ack = await admin.emitWithAck("getRoomStats");
+      assertStats(ack.stats, { totalRooms: 3, activeRooms: 2, totalUsers: 4 });
+    });
+
+    await t.step("agents and clients get ACCESS_DENIED and no stats", async () => {
+      for (const socket of [agent, client]) {
+        const errors = new Recorder<{ code: string; message: string }>(socket, "error");
+        const stats = new Recorder<Stats>(socket, "roomStatsUpdate");
+        const ack = await socket.emitWithAck("getRoomStats");
+        assert.equal(ack.ok, false);
+        assert.equal(ack.code, "ACCESS_DENIED");
+        assert.equal(typeof ack.message, "string");
+        const error = await errors.waitFor(() => true);
+        assert.equal(error.code, "ACCESS_DENIED");
+        // an answer that comes after the ack and the error would land here
+        assert.equal((await socket.emitWithAck("getOnlineUsers")).ok, true);
+        assert.deepEqual(stats.events, []);
+      }
+    });
+  } finally {
+    closeAll(sockets);
+    await running.close();
+  }
+});
+
+Deno.test("admin: roomStatsUpdate is pushed to admins every ROOM_STATS_INTERVAL, never to others", async () => {
+  const running = await startApp({ SEED_FILE: FIXTURE, ROOM_STATS_INTERVAL: "200" });
+  const sockets: Socket[] = [];
+  try {
+    const agent = await connectAs(running, "agent-123", sockets);
+    const client = await connectAs(running, "client-789", sockets);
+    const admin = await connectAs(running, "admin-1", sockets);
+    const agentStats = new Recorder<Stats>(agent, "roomStatsUpdate");
+    const clientStats = new Recorder<Stats>(client, "roomStatsUpdate");
+    const adminStats = new Recorder<Stats>(admin, "roomStatsUpdate");
+    assert.equal(
+      (await agent.emitWithAck("userOnline", { userId: 123, userType: "agent" })).ok,
+      true,
+    );
+    // three pushes the admin never asked for
+    let n = 0;
+    await adminStats.waitFor(() => ++n >= 3);
+    assert.ok(adminStats.events.length >= 3);
+    assertStats(adminStats.events.at(-1)!, { totalRooms: 3, activeRooms: 2, totalUsers: 1 });
+    const timestamps = adminStats.events.map((s) => s.timestamp);
+    assert.equal(new Set(timestamps).size, timestamps.length, "each push is a fresh reading");
+    assert.deepEqual(agentStats.events, []);
+    assert.deepEqual(clientStats.events, []);
+  } finally {
+    closeAll(sockets);
+    await running.close();
+  }
+});
+
+Deno.test("admin: disconnectUser", async (t) => {
+  const lines: Record<string, unknown>[] = [];
+  const previousSink = setLogSink({ write: (line) => lines.push(JSON.parse(line)) });
+  const securityEvents = (event: string) =>
+    lines.filter((l) => l.msg === "security" && l.event === event);
+  const running = await startApp({ SEED_FILE: FIXTURE });
+  const sockets: Socket[] = [];
+  try {
+    const admin = await connectAs(running, "admin-1", sockets);
+    const agent = await connectAs(running, "agent-123", sockets);
+    const laptop = await connectAs(running, "client-789", sockets);
+    const phone = await connectAs(running, "client-789", sockets);
+    const other = await connectAs(running, "client-790", sockets);
+    for (const socket of [laptop, phone]) {
+      assert.equal(
+        (await socket.emitWithAck("userOnline", { userId: 789, userType: "client" })).ok,
+        true,
+      );
+    }
+
+    await t.step("non-admins get ACCESS_DENIED and nobody is disconnected", async () => {
+      for (const socket of [agent, other]) {
+        const errors = new Recorder<{ code: string }>(socket, "error");
+        const ack = await socket.emitWithAck("disconnectUser", { userId: 789 });
+        assert.equal(ack.ok, false);
+        assert.equal(ack.code, "ACCESS_DENIED");
+        assert.equal((await errors.waitFor(() => true)).code, "ACCESS_DENIED");
+      }
+      const denied = securityEvents("access_denied").filter((l) =>
+        l.socketEvent === "disconnectUser"
+      );
+      assert.deepEqual(denied.map((l) => l.userId), [123, 790]);
+      // still connected: they answer
+      for (const socket of [laptop, phone]) {
+        assert.equal((await socket.emitWithAck("getOnlineUsers")).ok, true);
+      }
+    });
+
+    await t.step("an admin disconnects every socket of the user", async () => {
+      const seen = new Map<Socket, string[]>();
+      const reasons = new Map<Socket, Promise<string>>();
+      for (const socket of [laptop, phone]) {
+        const log: string[] = [];
+        seen.set(socket, log);
+        socket.on("forcedDisconnect", (payload: { reason: string }) => {
+          log.push(`forcedDisconnect:${payload.reason}`);
+        });
+        reasons.set(
+          socket,
+          new Promise((resolve) =>
+            socket.once("disconnect", (reason) => {
+              log.push(`disconnect:${reason}`);
+              resolve(reason);
+            })
+          ),
+        );
+      }
+      const ack = await admin.emitWithAck("disconnectUser", {
+        userId: 789,
+        reason: "Account under review",
+      });
+      assert.equal(ack.ok, true, JSON.stringify(ack));
+      assert.equal(ack.disconnected, 2);
+      for (const socket of [laptop, phone]) {
+        assert.equal(await reasons.get(socket), "io server disconnect");
+        assert.deepEqual(seen.get(socket), [
+          "forcedDisconnect:Account under review",
+          "disconnect:io server disconnect",
+        ]);
+        assert.equal(socket.connected, false);
+      }
+      const logged = securityEvents("forced_disconnect");
+      assert.equal(logged.length, 1);
+      assert.equal(logged[0].adminId, 1);
+      assert.equal(logged[0].userId, 789);
+      assert.equal(logged[0].sockets, 2);
+      // the others stay connected
+      for (const socket of [admin, agent, other]) {
+        assert.equal(socket.connected, true);
+        assert.equal((await socket.emitWithAck("getOnlineUsers")).ok, true);
+      }
+      // and the user is offline
+      await eventually(async () => {
+        const list = await admin.emitWithAck("getOnlineUsers");
+        return list.onlineUsers.length === 0;
+      }, "789 offline after the forced disconnect");
+      await eventually(
+        () => !running.app.io.of("/").adapter.rooms.has("user_789"),
+        "789's user room emptied",
+      );
+    });
+
+    await t.step("a user with no socket: ok, disconnected 0", async () => {
+      const ack = await admin.emitWithAck("disconnectUser", { userId: 789 });
+      assert.equal(ack.ok, true);
+      assert.equal(ack.disconnected, 0);
+    });
+
+    await t.step("a bad userId is INVALID_DATA", async () => {
+      const ack = await admin.emitWithAck("disconnectUser", { userId: "789" });
+      assert.equal(ack.ok, false);
+      assert.equal(ack.code, "INVALID_DATA");
+    });
+  } finally {
+    closeAll(sockets);
+    await running.close();
+    setLogSink(previousSink);
+  }
+});
