@@ -120,6 +120,14 @@ const schema = z.object({
 /** Variable names the service reads. */
 export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
 
+/** Variables whose value may hold a credential: never echoed in an error. */
+const SECRET_VARIABLES: ReadonlySet<string> = new Set([
+  "SUPABASE_JWT_SECRET",
+  "DATABASE_URL",
+  "REDIS_URL",
+  "METRICS_TOKEN",
+]);
+
 /**
  * Parses environment variables into a {@linkcode Config}. Empty strings count
  * as unset. Throws {@linkcode ConfigError} naming the first bad variable.
@@ -134,9 +142,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const name = String(issue.path[0]);
-    throw new ConfigError(
-      `${name}: expected ${issue.message} (got ${JSON.stringify(input[name])})`,
-    );
+    const got = SECRET_VARIABLES.has(name)
+      ? "a value that is not shown"
+      : JSON.stringify(input[name]);
+    throw new ConfigError(`${name}: expected ${issue.message} (got ${got})`);
   }
   const e = parsed.data;
   const supabaseUrl = e.SUPABASE_URL?.replace(/\/+$/, "") ?? null;
