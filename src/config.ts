@@ -8,6 +8,7 @@
  */
 
 import { z } from "zod";
+import { MAX_RATE_LIMIT } from "./rate_limit.ts";
 
 /** The service's configuration. */
 export interface Config {
@@ -106,8 +107,9 @@ const schema = z.object({
   SEED_FILE: z.string().min(1).optional(),
   MAX_MESSAGE_LENGTH: int(1).default(5000),
   ROOM_STATS_INTERVAL: int(100).default(10_000),
-  RATE_LIMIT_MESSAGES: int(1).default(30),
-  RATE_LIMIT_STATUS: int(1).default(10),
+  // the limiter refuses larger limits at every call (SERVER_ERROR): refuse them at start instead
+  RATE_LIMIT_MESSAGES: int(1, MAX_RATE_LIMIT).default(30),
+  RATE_LIMIT_STATUS: int(1, MAX_RATE_LIMIT).default(10),
   RATE_LIMIT_WINDOW: int(100).default(60_000),
   TYPING_THROTTLE: int(0).default(1000),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, "a redis:// URL").optional(),

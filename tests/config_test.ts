@@ -177,6 +177,9 @@ Deno.test("each bad value stops with one line naming the variable", async (t) =>
     ["ROOM_STATS_INTERVAL", "5"],
     ["RATE_LIMIT_MESSAGES", "x"],
     ["RATE_LIMIT_STATUS", "0"],
+    // above the limiter's MAX_RATE_LIMIT every send would fail with SERVER_ERROR
+    ["RATE_LIMIT_MESSAGES", "4001"],
+    ["RATE_LIMIT_STATUS", "100000"],
     ["RATE_LIMIT_WINDOW", "99"],
     ["TYPING_THROTTLE", "-5"],
     ["REDIS_URL", "http://cache.example"],
