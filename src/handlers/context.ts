@@ -75,11 +75,18 @@ export const noPayloadSchema = z.union([z.undefined(), z.null(), z.object({}).st
   message: "expected no payload",
 });
 
+/** Longest `field` / `message` of one issue sent back (zod may quote client-chosen keys). */
+const MAX_ISSUE_TEXT = 200;
+
+function clip(text: string): string {
+  return text.length > MAX_ISSUE_TEXT ? `${text.slice(0, MAX_ISSUE_TEXT)}…` : text;
+}
+
 /** Turns a zod error into INVALID_DATA naming the fields. */
 export function invalidData(error: z.ZodError): ServanaError {
   const issues = error.issues.slice(0, 10).map((issue) => ({
-    field: issue.path.length ? issue.path.join(".") : "(payload)",
-    message: issue.message,
+    field: issue.path.length ? clip(issue.path.join(".")) : "(payload)",
+    message: clip(issue.message),
   }));
   const first = issues[0];
   return new ServanaError("INVALID_DATA", `Invalid ${first.field}: ${first.message}`, {
