@@ -88,10 +88,11 @@ function denyAccess(ctx: EventContext, event: string, chatGroupId: number, reaso
   throw new ServanaError("ACCESS_DENIED", "You do not have access to this chat group");
 }
 
-/** Distinct users in a chat room, across every server process. */
-async function memberCount(ctx: EventContext, room: string): Promise<number> {
+/** User ids of the other sockets in a chat room, across every server process. */
+async function otherMembers(ctx: EventContext, room: string): Promise<(number | undefined)[]> {
   const sockets = await ctx.services.io.in(room).fetchSockets();
-  return new Set(sockets.map((s) => (s.data as { user?: User }).user?.id)).size;
+  return sockets.filter((s) => s.id !== ctx.socket.id)
+    .map((s) => (s.data as { user?: User }).user?.id);
 }
 
 /** Registers the chat events on a socket. */
@@ -111,13 +112,15 @@ export function registerChatHandlers(ctx: EventContext): void {
       }
       const room = chatRoom(group.id);
       const already = socket.rooms.has(room);
+      const others = await otherMembers(ctx, room);
       socket.join(room);
-      const members = await memberCount(ctx, room);
+      const members = new Set([...others, user.id]).size;
       socket.emit("joinedRoom", {
         chatGroupId: group.id,
         roomInfo: { status: group.status, memberCount: members },
       });
-      if (!already) {
+      // one notice per user: not for another tab of someone already in the room
+      if (!already && !others.includes(user.id)) {
         socket.to(room).emit("userJoined", {
           userType: user.role,
           userId: user.id,
@@ -130,10 +133,12 @@ export function registerChatHandlers(ctx: EventContext): void {
 
   onEvent(ctx, "leaveRoom", {
     schema: leaveRoomSchema,
-    handler: (payload) => {
+    handler: async (payload) => {
       const room = chatRoom(payload.chatGroupId);
       if (!socket.rooms.has(room)) return { left: false };
       socket.leave(room);
+      // the user is still there in another tab: nobody left
+      if ((await otherMembers(ctx, room)).includes(user.id)) return { left: true };
       services.typing.forget(user.id, payload.chatGroupId);
       socket.to(room).emit("userLeft", {
         userType: user.role,
