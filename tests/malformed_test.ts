@@ -1,0 +1,464 @@
+/**
+ * End to end: malformed payloads for every client event, unknown events and
+ * payload identity spoofing, through the real server with socket.io-client.
+ * Every bad input gets `error { code: "INVALID_DATA", message, details }`
+ * naming the field and a failed ack; the socket stays usable; no unhandled
+ * rejection reaches the process.
+ */
+
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { setLogSink } from "../src/log.ts";
+import { closeAll, connectAs, type TestClient } from "./support/clients.ts";
+import { startApp } from "./support/server.ts";
+
+/** A payload field value, wrong in one way. */
+interface BadValue {
+  label: string;
+  value: unknown;
+}
+
+function deeplyNested(depth: number): unknown {
+  let value: unknown = { chatGroupId: 456 };
+  for (let i = 0; i < depth; i++) value = { nested: value };
+  return value;
+}
+
+/** Wrong values for a positive integer id. */
+const BAD_IDS: BadValue[] = [
+  { label: "string of digits", value: "456" },
+  { label: "word", value: "four" },
+  { label: "negative", value: -456 },
+  { label: "zero", value: 0 },
+  { label: "fraction", value: 4.5 },
+  { label: "1e308", value: 1e308 },
+  { label: "-1e308", value: -1e308 },
+  { label: "MAX_SAFE_INTEGER+2", value: Number.MAX_SAFE_INTEGER + 2 },
+  { label: "NaN (sent as null)", value: NaN },
+  { label: "null", value: null },
+  { label: "boolean", value: true },
+  { label: "array", value: [456] },
+  { label: "object", value: { id: 456 } },
+  { label: "deeply nested object", value: deeplyNested(2000) },
+  { label: "very long string", value: "9".repeat(100_000) },
+  { label: "binary Buffer", value: Buffer.from([1, 2, 3, 4]) },
+];
+
+/** Wrong values for a required string. */
+const BAD_STRINGS: BadValue[] = [
+  { label: "number", value: 42 },
+  { label: "1e308", value: 1e308 },
+  { label: "null", value: null },
+  { label: "boolean", value: false },
+  { label: "array", value: ["hello"] },
+  { label: "object", value: { text: "hello" } },
+  { label: "deeply nested object", value: deeplyNested(2000) },
+  { label: "binary Buffer", value: Buffer.from("hello") },
+];
+
+/** Wrong values for `userType`. */
+const BAD_USER_TYPES: BadValue[] = [
+  { label: "unknown role", value: "superuser" },
+  { label: "empty", value: "" },
+  { label: "capitalised", value: "Agent" },
+  { label: "number", value: 1 },
+  { label: "array", value: ["agent"] },
+  { label: "very long string", value: "a".repeat(100_000) },
+  { label: "binary Buffer", value: Buffer.from("agent") },
+];
+
+/** Whole payloads of the wrong kind (for events that take an object). */
+const BAD_WHOLE: BadValue[] = [
+  { label: "missing", value: undefined },
+  { label: "null", value: null },
+  { label: "string", value: "456" },
+  { label: "number", value: 456 },
+  { label: "huge number", value: 1e308 },
+  { label: "boolean", value: true },
+  { label: "empty array", value: [] },
+  { label: "array of the payload", value: [{ chatGroupId: 456 }] },
+  { label: "very long string", value: "x".repeat(200_000) },
+];
+
+/**
+ * A Buffer is an object to the schema: it is refused for lacking the
+ * required fields, and the error names the first of them.
+ */
+const BUFFER_PAYLOAD = Buffer.from('{"chatGroupId":456}');
+
+/** Whole payloads refused by the events that take none. */
+const BAD_NO_PAYLOAD: BadValue[] = [
+  { label: "string", value: "all" },
+  { label: "number", value: 1 },
+  { label: "huge number", value: Number.MAX_SAFE_INTEGER + 2 },
+  { label: "boolean", value: false },
+  { label: "array", value: [] },
+  { label: "object with a field", value: { userId: 1 } },
+  { label: "object with a huge key", value: { ["k".repeat(100_000)]: 1 } },
+  {
+    label: "object with 5000 keys",
+    value: Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`key${i}`, i])),
+  },
+  { label: "deeply nested object", value: deeplyNested(2000) },
+  { label: "binary Buffer", value: Buffer.from([0]) },
+];
+
+/** One malformed emission and the field its error must name. */
+interface Case {
+  event: string;
+  label: string;
+  /** Omitted (`undefined`) means the event is emitted with the ack only. */
+  payload: unknown;
+  field: string;
+}
+
+interface EventSpec {
+  event: string;
+  /** A valid payload (fields are replaced one at a time), or null for payload-less events. */
+  valid: Record<string, unknown> | null;
+  /** Per field: the wrong values to try. */
+  fields: Record<string, BadValue[]>;
+  /** Required fields (tried missing too). */
+  required: string[];
+}
+
+const SPECS: EventSpec[] = [
+  {
+    event: "userOnline",
+    valid: { userId: 123, userType: "agent" },
+    fields: { userId: BAD_IDS, userType: BAD_USER_TYPES },
+    required: ["userId", "userType"],
+  },
+  {
+    event: "userHeartbeat",
+    valid: { userId: 123, timestamp: 1_700_000_000_000 },
+    fields: {
+      userId: BAD_IDS,
+      timestamp: [
+        { label: "string", value: "now" },
+        { label: "null", value: null },
+        { label: "object", value: { at: 1 } },
+        { label: "array", value: [1] },
+        { label: "binary Buffer", value: Buffer.from([1]) },
+      ],
+    },
+    required: ["userId"],
+  },
+  {
+    event: "userOffline",
+    valid: { userId: 123 },
+    fields: { userId: BAD_IDS },
+    required: ["userId"],
+  },
+  { event: "getOnlineUsers", valid: null, fields: {}, required: [] },
+  {
+    event: "joinChatGroup",
+    valid: { groupId: 456, userType: "agent", userId: 123 },
+    fields: { groupId: BAD_IDS, userType: BAD_USER_TYPES, userId: BAD_IDS },
+    required: ["groupId"],
+  },
+  {
+    event: "leaveRoom",
+    valid: { chatGroupId: 456 },
+    fields: { chatGroupId: BAD_IDS },
+    required: ["chatGroupId"],
+  },
+  {
+    event: "sendMessage",
+    valid: { message: "hello", chatGroupId: 456, clientId: 789, clientMessageId: "m-1" },
+    fields: {
+      message: [...BAD_STRINGS, {
+        label: "longer than MAX_MESSAGE_LENGTH",
+        value: "x".repeat(100_000),
+      }],
+      chatGroupId: BAD_IDS,
+      clientId: BAD_IDS,
+      clientMessageId: [
+        { label: "empty", value: "" },
+        { label: "very long string", value: "k".repeat(10_000) },
+        { label: "number", value: 7 },
+        { label: "null", value: null },
+      ],
+    },
+    required: ["message", "chatGroupId", "clientId"],
+  },
+  {
+    event: "getMessages",
+    valid: { chatGroupId: 456, before: 10, limit: 20 },
+    fields: {
+      chatGroupId: BAD_IDS,
+      before: BAD_IDS,
+      limit: [
+        { label: "zero", value: 0 },
+        { label: "too many", value: 201 },
+        { label: "1e308", value: 1e308 },
+        { label: "negative", value: -5 },
+        { label: "fraction", value: 2.5 },
+        { label: "string", value: "20" },
+        { label: "binary Buffer", value: Buffer.from([20]) },
+      ],
+    },
+    required: ["chatGroupId"],
+  },
+  {
+    event: "typing",
+    valid: { chatGroupId: 456, userType: "agent", userId: 123 },
+    fields: { chatGroupId: BAD_IDS, userType: BAD_USER_TYPES, userId: BAD_IDS },
+    required: ["chatGroupId"],
+  },
+  {
+    event: "stopTyping",
+    valid: { chatGroupId: 456, userType: "agent", userId: 123 },
+    fields: { chatGroupId: BAD_IDS, userType: BAD_USER_TYPES, userId: BAD_IDS },
+    required: ["chatGroupId"],
+  },
+  { event: "getRoomStats", valid: null, fields: {}, required: [] },
+  {
+    event: "disconnectUser",
+    valid: { userId: 789, reason: "spam" },
+    fields: {
+      userId: BAD_IDS,
+      reason: [
+        { label: "number", value: 5 },
+        { label: "too long", value: "r".repeat(201) },
+        { label: "object", value: { why: "spam" } },
+        { label: "binary Buffer", value: Buffer.from("spam") },
+      ],
+    },
+    required: ["userId"],
+  },
+  {
+    event: "refreshToken",
+    valid: { token: "eyJhbGciOiJIUzI1NiJ9.e30.sig" },
+    fields: {
+      token: [
+        ...BAD_STRINGS,
+        { label: "empty", value: "" },
+        { label: "very long string", value: "t".repeat(20_000) },
+      ],
+    },
+    required: ["token"],
+  },
+];
+
+function buildCases(): Case[] {
+  const cases: Case[] = [];
+  for (const spec of SPECS) {
+    if (spec.valid === null) {
+      for (const bad of BAD_NO_PAYLOAD) {
+        cases.push({ event: spec.event, label: bad.label, payload: bad.value, field: "(payload)" });
+      }
+      continue;
+    }
+    for (const bad of BAD_WHOLE) {
+      cases.push({
+        event: spec.event,
+        label: `payload ${bad.label}`,
+        payload: bad.value,
+        field: "(payload)",
+      });
+    }
+    cases.push({
+      event: spec.event,
+      label: "payload binary Buffer",
+      payload: BUFFER_PAYLOAD,
+      field: spec.required[0],
+    });
+    // extra nesting: the right payload one level down
+    cases.push({
+      event: spec.event,
+      label: "payload wrapped in { data }",
+      payload: { data: spec.valid },
+      field: spec.required[0],
+    });
+    for (const field of spec.required) {
+      const payload = { ...spec.valid };
+      delete payload[field];
+      cases.push({ event: spec.event, label: `${field} missing`, payload, field });
+    }
+    for (const [field, values] of Object.entries(spec.fields)) {
+      for (const bad of values) {
+        cases.push({
+          event: spec.event,
+          label: `${field} ${bad.label}`,
+          payload: { ...spec.valid, [field]: bad.value },
+          field,
+        });
+      }
+    }
+  }
+  return cases;
+}
+
+Deno.test("malformed payloads: INVALID_DATA naming the field for every client event", async (t) => {
+  const rejections: unknown[] = [];
+  function onRejection(event: PromiseRejectionEvent): void {
+    rejections.push(event.reason);
+    event.preventDefault();
+  }
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  const lines: string[] = [];
+  const previous = setLogSink({ write: (line) => void lines.push(line) });
+  const running = await startApp({ SEED_FILE: "demo/fixture.json" });
+  const clients: (TestClient | undefined)[] = [];
+  try {
+    const agent = await connectAs(running, "agent-123");
+    clients.push(agent);
+    const client = await connectAs(running, "client-789");
+    clients.push(client);
+    await agent.join(456);
+    await client.join(456);
+
+    const cases = buildCases();
+    const covered = new Set(cases.map((c) => c.event));
+    assert.deepEqual([...covered].sort(), SPECS.map((s) => s.event).sort());
+    assert.equal(covered.size, 13);
+
+    await t.step(`${cases.length} malformed emissions`, async () => {
+      for (const c of cases) {
+        const name = `${c.event} / ${c.label}`;
+        const args = c.payload === undefined ? [] : [c.payload];
+        let result;
+        try {
+          result = await agent.expectError("INVALID_DATA", c.event, ...args);
+        } catch (error) {
+          throw new Error(`${name}: ${(error as Error).message}`, { cause: error });
+        }
+        const details = result.error.details as { issues?: { field: string; message: string }[] };
+        assert.ok(Array.isArray(details?.issues), `${name}: details.issues`);
+        assert.ok(details.issues.length > 0, name);
+        for (const issue of details.issues) {
+          assert.equal(typeof issue.field, "string", name);
+          assert.equal(typeof issue.message, "string", name);
+        }
+        assert.ok(
+          details.issues.some((i) => i.field === c.field),
+          `${name}: expected field ${c.field} in ${JSON.stringify(details.issues)}`,
+        );
+        // the answer stays small whatever the input (zod quotes unknown keys)
+        const size = JSON.stringify(result.error).length;
+        assert.ok(size < 4000, `${name}: error of ${size} characters`);
+      }
+    });
+
+    await t.step("unknown events: INVALID_DATA naming the event", async () => {
+      const unknown: [unknown, unknown[]][] = [
+        ["hack", [{ chatGroupId: 456 }]],
+        ["sendmessage", [{ message: "hi", chatGroupId: 456, clientId: 789 }]],
+        ["constructor", []],
+        ["__proto__", [{}]],
+        ["toString", []],
+        ["", [null]],
+        ["x".repeat(5000), [1]],
+        [404, ["numeric event name"]],
+      ];
+      for (const [event, args] of unknown) {
+        const mark = agent.mark();
+        agent.socket.emit(event as string, ...args);
+        const error = await agent.next("error", mark) as {
+          code: string;
+          message: string;
+          details: { event: string };
+        };
+        assert.equal(error.code, "INVALID_DATA", String(event).slice(0, 40));
+        assert.equal(typeof error.message, "string");
+        assert.equal(typeof error.details.event, "string");
+        if (typeof event === "string") {
+          assert.equal(error.details.event, event.slice(0, 64));
+        }
+      }
+    });
+
+    await t.step("the socket is still connected and valid events still work", async () => {
+      assert.equal(agent.socket.connected, true);
+      const mark = client.mark();
+      const ack = await agent.expectOk("sendMessage", {
+        message: "still working",
+        chatGroupId: 456,
+        clientId: 789,
+      });
+      const got = await client.next("receiveMessage", mark) as { chat_id: number };
+      assert.equal(got.chat_id, ack.chat_id);
+      await agent.expectOk("typing", { chatGroupId: 456 });
+      await agent.expectOk("getMessages", { chatGroupId: 456, limit: 5 });
+      await agent.expectOk("userOnline", { userId: 123, userType: "agent" });
+      // nothing malformed was stored or relayed
+      await client.sync();
+      assert.equal(client.count("receiveMessage"), 1);
+      assert.equal(client.count("typing"), 1);
+    });
+
+    await t.step("no handler crashed and no rejection went unhandled", () => {
+      const crashes = lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.level === "error");
+      assert.deepEqual(crashes, []);
+      assert.deepEqual(rejections, []);
+    });
+  } finally {
+    await closeAll(running, clients);
+    setLogSink(previous);
+    globalThis.removeEventListener("unhandledrejection", onRejection);
+  }
+});
+
+Deno.test("unknown event with an ack: the ack is answered with a failure", async () => {
+  const running = await startApp({ SEED_FILE: "demo/fixture.json" });
+  let agent: TestClient | undefined;
+  try {
+    agent = await connectAs(running, "agent-123");
+    const { ack } = await agent.expectError("INVALID_DATA", "noSuchEvent", { a: 1 });
+    assert.equal(ack.ok, false);
+  } finally {
+    await closeAll(running, [agent]);
+  }
+});
+
+Deno.test("payload identity spoofing: ACCESS_DENIED and an identity_mismatch log line", async () => {
+  const lines: string[] = [];
+  const previous = setLogSink({ write: (line) => void lines.push(line) });
+  const running = await startApp({ SEED_FILE: "demo/fixture.json" });
+  const clients: (TestClient | undefined)[] = [];
+  try {
+    const agent = await connectAs(running, "agent-123");
+    clients.push(agent);
+    const client = await connectAs(running, "client-789");
+    clients.push(client);
+    const admin = await connectAs(running, "admin-1");
+    clients.push(admin);
+
+    const mismatches = (): Record<string, unknown>[] => {
+      return lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.msg === "security" && l.event === "identity_mismatch");
+    };
+
+    await agent.expectError("ACCESS_DENIED", "userOnline", { userId: 124, userType: "agent" });
+    assert.equal(mismatches().length, 1);
+    assert.equal(mismatches()[0].userId, 123);
+    assert.equal(mismatches()[0].claimedUserId, 124);
+    assert.equal(mismatches()[0].socketEvent, "userOnline");
+
+    await client.expectError("ACCESS_DENIED", "userOnline", { userId: 789, userType: "agent" });
+    assert.equal(mismatches().length, 2);
+    assert.equal(mismatches()[1].userId, 789);
+    assert.equal(mismatches()[1].claimedUserType, "agent");
+
+    await agent.expectError("ACCESS_DENIED", "userOnline", { userId: 123, userType: "admin" });
+    await client.expectError("ACCESS_DENIED", "userHeartbeat", { userId: 123 });
+    await client.expectError("ACCESS_DENIED", "userOffline", { userId: 123 });
+    assert.equal(mismatches().length, 5);
+
+    // the spoofed identity was never announced
+    await admin.sync();
+    const online = admin.payloads("onlineUsersList").at(-1) as { userId: number }[];
+    assert.deepEqual(online, []);
+
+    // the genuine identity works; an admin may present itself as an agent
+    await agent.expectOk("userOnline", { userId: 123, userType: "agent" });
+    await admin.expectOk("userOnline", { userId: 1, userType: "agent" });
+    await client.expectOk("userOnline", { userId: 789, userType: "client" });
+    assert.equal(mismatches().length, 5);
+  } finally {
+    await closeAll(running, clients);
+    setLogSink(previous);
+  }
+});

@@ -1,0 +1,217 @@
+/**
+ * Test helper: real socket.io-client sockets against a running app, logged
+ * in as fixture users, recording every event they receive.
+ *
+ * "Did not receive" is asserted without sleeping: {@linkcode TestClient.sync}
+ * does a round trip on the socket's own connection, and since the server
+ * writes to one connection in order, anything emitted to that socket before
+ * the round trip started has arrived when it returns.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { io as connect, type Socket as ClientSocket } from "socket.io-client";
+import type { RunningApp } from "./server.ts";
+
+/** Guard against a hang when an expected event never comes (not a timing assert). */
+export const WAIT_LIMIT = 5_000;
+
+/** One event received by a client: its name and arguments. */
+export interface Received {
+  event: string;
+  args: unknown[];
+}
+
+/** An ack reply as the server sends it. */
+export type Ack = { ok: boolean; [key: string]: unknown };
+
+/** A connected client socket that records what it receives. */
+export class TestClient {
+  /** The socket.io-client socket. */
+  readonly socket: ClientSocket;
+  /** Who this is (for messages). */
+  readonly name: string;
+  /** Everything received, in order. */
+  readonly received: Received[] = [];
+  #waiters: { event: string; resolve: (payload: unknown) => void; from: number }[] = [];
+
+  constructor(socket: ClientSocket, name: string) {
+    this.socket = socket;
+    this.name = name;
+    socket.onAny((event: string, ...args: unknown[]) => {
+      this.received.push({ event, args });
+      for (const waiter of [...this.#waiters]) {
+        if (waiter.event === event) {
+          this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+          waiter.resolve(args[0]);
+        }
+      }
+    });
+  }
+
+  /** First arguments (the payloads) of every `event` received so far. */
+  payloads(event: string): unknown[] {
+    return this.received.filter((r) => r.event === event).map((r) => r.args[0]);
+  }
+
+  /** How many `event`s were received so far. */
+  count(event: string): number {
+    return this.payloads(event).length;
+  }
+
+  /** Index to pass to {@linkcode TestClient.next} to wait for events after now. */
+  mark(): number {
+    return this.received.length;
+  }
+
+  /** The payload of the first `event` received at or after index `from` (default: any). */
+  next(event: string, from = 0): Promise<unknown> {
+    const found = this.received.slice(from).find((r) => r.event === event);
+    if (found) return Promise.resolve(found.args[0]);
+    const { promise, resolve } = Promise.withResolvers<unknown>();
+    this.#waiters.push({ event, resolve, from });
+    return guard(promise, `${this.name}: ${event}`);
+  }
+
+  /** Emits with an ack and resolves with the reply. */
+  async request(event: string, ...args: unknown[]): Promise<Ack> {
+    return await this.socket.timeout(WAIT_LIMIT).emitWithAck(event, ...args) as Ack;
+  }
+
+  /**
+   * Round trip on this socket's connection: afterwards every event the server
+   * emitted to this socket before the call has been received.
+   */
+  async sync(): Promise<void> {
+    const reply = await this.request("getOnlineUsers");
+    assert.equal(reply.ok, true, `${this.name}: sync round trip failed`);
+  }
+
+  /** Emits and returns the `error` payload and the ack, asserting both say `code`. */
+  async expectError(
+    code: string,
+    event: string,
+    ...args: unknown[]
+  ): Promise<{ error: ErrorPayload; ack: Ack }> {
+    const from = this.mark();
+    const ack = await this.request(event, ...args);
+    // the error event is written before the ack
+    const errors = this.received.slice(from).filter((r) => r.event === "error");
+    assert.equal(errors.length, 1, `${this.name}: one error event for ${event}`);
+    const error = errors[0].args[0] as ErrorPayload;
+    assert.equal(error.code, code, `${this.name} ${event}: ${JSON.stringify(error)}`);
+    assert.equal(typeof error.message, "string");
+    assert.ok(error.message.length > 0);
+    const expectedAck: Record<string, unknown> = {
+      ok: false,
+      code: error.code,
+      message: error.message,
+    };
+    if (error.details !== undefined) expectedAck.details = error.details;
+    assert.deepEqual(ack, expectedAck, `${this.name} ${event}: failed ack mirrors the error`);
+    return { error, ack };
+  }
+
+  /** Emits with an ack and asserts it succeeded without an `error` event. */
+  async expectOk(event: string, ...args: unknown[]): Promise<Ack> {
+    const from = this.mark();
+    const ack = await this.request(event, ...args);
+    const errors = this.received.slice(from).filter((r) => r.event === "error");
+    assert.deepEqual(errors, [], `${this.name} ${event}: no error event`);
+    assert.equal(ack.ok, true, `${this.name} ${event}: ${JSON.stringify(ack)}`);
+    return ack;
+  }
+
+  /**
+   * Sends `joinChatGroup` (the seed's payload, or `{ groupId }` alone), asserts
+   * success and returns `joinedRoom`'s payload.
+   */
+  async join(payload: number | Record<string, unknown>): Promise<unknown> {
+    const from = this.mark();
+    await this.expectOk(
+      "joinChatGroup",
+      typeof payload === "number" ? { groupId: payload } : payload,
+    );
+    return await this.next("joinedRoom", from);
+  }
+
+  /** Disconnects. */
+  close(): void {
+    this.socket.disconnect();
+  }
+}
+
+/** `error` event payload. */
+export interface ErrorPayload {
+  code: string;
+  message: string;
+  details?: unknown;
+}
+
+/** Resolves `promise` or rejects after {@linkcode WAIT_LIMIT} ms (a hang guard). */
+export function guard<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WAIT_LIMIT);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Opens a socket with `auth: { token }` (websocket transport); resolves once connected. */
+export async function connectWithToken(
+  running: RunningApp,
+  token: string | null,
+  name = "client",
+): Promise<TestClient> {
+  const socket = connect(running.url, {
+    forceNew: true,
+    reconnection: false,
+    transports: ["websocket"],
+    auth: token === null ? {} : { token },
+  });
+  const client = new TestClient(socket, name);
+  const { promise, resolve, reject } = Promise.withResolvers<void>();
+  socket.once("connect", () => resolve());
+  socket.once("connect_error", (err: Error) => reject(err));
+  try {
+    await guard(promise, `${name}: connect`);
+  } catch (error) {
+    socket.disconnect();
+    throw error;
+  }
+  return client;
+}
+
+/** Connects as the fixture user with auth id `authId` (e.g. `agent-123`). */
+export async function connectAs(running: RunningApp, authId: string): Promise<TestClient> {
+  const mint = running.app.mintDevToken;
+  assert.ok(mint, "dev tokens need APP_ENV=development");
+  return await connectWithToken(running, await mint(authId), authId);
+}
+
+/**
+ * Tries to connect and returns the `connect_error` (asserting the connection
+ * was refused).
+ */
+export async function refusedConnection(
+  running: RunningApp,
+  token: string | null,
+): Promise<Error & { data?: unknown }> {
+  try {
+    const client = await connectWithToken(running, token, "refused");
+    client.close();
+  } catch (error) {
+    return error as Error & { data?: unknown };
+  }
+  assert.fail("the handshake was accepted");
+}
+
+/** Closes every client (ignoring undefined ones), then the app. */
+export async function closeAll(
+  running: RunningApp | undefined,
+  clients: (TestClient | undefined)[],
+): Promise<void> {
+  for (const client of clients) client?.close();
+  await running?.close();
+}
