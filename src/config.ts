@@ -105,7 +105,8 @@ const schema = z.object({
   KV_PATH: z.string().min(1).optional(),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "a postgres:// URL").optional(),
   SEED_FILE: z.string().min(1).optional(),
-  MAX_MESSAGE_LENGTH: int(1).default(5000),
+  // at most 10000: escaped text must fit one Deno KV value (64 KiB)
+  MAX_MESSAGE_LENGTH: int(1, 10_000).default(5000),
   ROOM_STATS_INTERVAL: int(100).default(10_000),
   // the limiter refuses larger limits at every call (SERVER_ERROR): refuse them at start instead
   RATE_LIMIT_MESSAGES: int(1, MAX_RATE_LIMIT).default(30),

@@ -126,14 +126,17 @@ export function startSession(ctx: EventContext): void {
   const { socket, user, services } = ctx;
   socket.join(roomsOnConnect(user));
 
-  socket.use(([event], next) => {
+  socket.use((packet, next) => {
+    const event = packet[0];
     if (typeof event === "string" && CLIENT_EVENTS.has(event)) return next();
     services.metrics.errors.inc({ code: "INVALID_DATA" });
     const name = typeof event === "string" ? event.slice(0, 64) : String(typeof event);
     // an ack, if the client passed one, is the last argument
+    const last = packet.at(-1);
     replyError(
       socket,
       new ServanaError("INVALID_DATA", `Unknown event: ${name}`, { details: { event: name } }),
+      typeof last === "function" ? last : undefined,
     );
   });
 
