@@ -15,7 +15,6 @@ import {
   TokenVerifier,
 } from "./auth/mod.ts";
 import type { Config } from "./config.ts";
-import { demoRoutes } from "./demo/mod.ts";
 import { Engine } from "./engine/mod.ts";
 import { registerHandlers, type Services, startRoomStatsPush } from "./handlers/mod.ts";
 import { log } from "./log.ts";
@@ -169,7 +168,6 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       })
     : null;
 
-  const demo = demoRoutes(config, { devLogin: mintDevToken !== null });
   let closing = false;
   const engineHandler = engine.handler();
 
@@ -217,15 +215,16 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   function handler(req: Request, info: Deno.ServeHandlerInfo): Response | Promise<Response> {
     const { pathname } = new URL(req.url);
     if (engine.matches(pathname)) {
-      if (closing) return json({ code: 3, message: "Server shutting down" }, 503);
+      // new handshakes are refused; open sessions are served until they are closed
+      if (closing && !new URL(req.url).searchParams.has("sid")) {
+        return json({ code: 3, message: "Server shutting down" }, 503);
+      }
       return engineHandler(req, info);
     }
     if (req.method === "GET" || req.method === "HEAD") {
       if (pathname === "/healthz") return json({ status: "ok" }, 200);
       if (pathname === "/readyz") return readyz();
       if (pathname === "/metrics") return metricsRoute(req);
-      const page = demo?.(req);
-      if (page) return page;
     }
     if (req.method === "POST" && pathname === "/dev/login") return devLogin(req);
     return json({ error: "not_found" }, 404);
@@ -235,9 +234,15 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     if (closing) return;
     closing = true;
     stopStats();
+    // in-flight events finish first, so that their acks still reach the clients
+    await Promise.allSettled([...pending]);
     await presenceFeed.close();
+    // io.close() sends no disconnect packet: it closes the Engine.IO sessions,
+    // so clients see "transport close" and reconnect (to another instance)
     await io.close();
-    // in-flight sends finish and are stored; disconnect clean-ups reach KV
+    // events that arrived meanwhile finish and are stored (their acks may be
+    // lost: the client resends with its clientMessageId); disconnect
+    // clean-ups reach KV
     while (pending.size) await Promise.allSettled([...pending]);
     await store.close();
     try {
