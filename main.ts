@@ -32,17 +32,33 @@ async function main(): Promise<void> {
   }, app.handler);
 
   let stopping = false;
+  /**
+   * Graceful stop: /readyz answers 503 and new handshakes are refused at once,
+   * in-flight events finish (acked and stored), sessions close with "transport
+   * close" (clients reconnect elsewhere), KV and database close, then the
+   * HTTP server. A second signal, an error or SHUTDOWN_TIMEOUT exits with 1.
+   */
   async function stop(signal: string): Promise<void> {
-    if (stopping) return;
+    if (stopping) {
+      log("warn", "second signal: exiting now", { signal });
+      Deno.exit(1);
+    }
     stopping = true;
-    log("info", "shutting down", { signal });
+    const started = Date.now();
+    log("info", "shutting down", { signal, timeoutMs: config.shutdownTimeoutMs });
     const timer = setTimeout(() => {
       log("warn", "shutdown timed out", { timeoutMs: config.shutdownTimeoutMs });
       Deno.exit(1);
     }, config.shutdownTimeoutMs);
-    await app.close();
-    await server.shutdown();
+    try {
+      await app.close();
+      await server.shutdown();
+    } catch (error) {
+      log("error", "shutdown failed", { error: String(error) });
+      Deno.exit(1);
+    }
     clearTimeout(timer);
+    log("info", "stopped", { ms: Date.now() - started });
     Deno.exit(0);
   }
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
