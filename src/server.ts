@@ -15,6 +15,7 @@ import {
   TokenVerifier,
 } from "./auth/mod.ts";
 import type { Config } from "./config.ts";
+import { demoRoutes } from "./demo/mod.ts";
 import { Engine } from "./engine/mod.ts";
 import { registerHandlers, type Services, startRoomStatsPush } from "./handlers/mod.ts";
 import { log } from "./log.ts";
@@ -168,6 +169,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       })
     : null;
 
+  const demo = demoRoutes(config, { devLogin: mintDevToken !== null });
   let closing = false;
   const engineHandler = engine.handler();
 
@@ -225,6 +227,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       if (pathname === "/healthz") return json({ status: "ok" }, 200);
       if (pathname === "/readyz") return readyz();
       if (pathname === "/metrics") return metricsRoute(req);
+      const page = demo?.(req);
+      if (page) return page;
     }
     if (req.method === "POST" && pathname === "/dev/login") return devLogin(req);
     return json({ error: "not_found" }, 404);
