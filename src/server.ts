@@ -20,13 +20,14 @@ import { Engine } from "./engine/mod.ts";
 import { registerHandlers, type Services, startRoomStatsPush } from "./handlers/mod.ts";
 import { log } from "./log.ts";
 import { Metrics } from "./metrics.ts";
-import { Presence } from "./presence.ts";
 import { PresenceFeed } from "./presence_feed.ts";
-import { RateLimiter, TypingThrottle } from "./rate_limit.ts";
+import { TypingThrottle } from "./rate_limit.ts";
+import { redisAdapter } from "./scale.ts";
 import { loadFixtureFile } from "./store/fixture.ts";
 import { KvStore } from "./store/kv_store.ts";
 import type { ChatStore } from "./store/mod.ts";
 import { openPostgresStore } from "./store/postgres_store.ts";
+import { TimedPresence, TimedRateLimiter, timedStore } from "./store/timed.ts";
 
 /** A running service: its request handler and how to stop it. */
 export interface App {
@@ -64,9 +65,18 @@ async function openKv(path: string | null): Promise<Deno.Kv> {
 
 /** Builds the service from its configuration. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
+  // Redis first: when it does not answer at start-up nothing else is open yet.
+  const scale = config.redisUrl ? await redisAdapter(config.redisUrl) : null;
+  const metrics = new Metrics();
   const kv = options.kv ?? await openKv(config.kvPath);
-  const store = options.store ??
-    (config.databaseUrl ? await openPostgresStore(config.databaseUrl) : new KvStore(kv));
+  // connectTimeout (s): while the database is unreachable a send fails within it
+  const store = timedStore(
+    options.store ??
+      (config.databaseUrl
+        ? await openPostgresStore(config.databaseUrl, { connectTimeout: 3 })
+        : new KvStore(kv)),
+    metrics,
+  );
   if (config.seedFile) {
     await loadFixtureFile(store, config.seedFile);
     log("info", "fixture loaded", { file: config.seedFile });
@@ -85,7 +95,6 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   });
   if (devSecret) log("warn", "using the insecure development JWT secret");
 
-  const metrics = new Metrics();
   const engine = new Engine({
     pingInterval: config.heartbeatInterval,
     pingTimeout: config.heartbeatTimeout,
@@ -107,12 +116,13 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     connectionStateRecovery: config.recoveryWindowMs > 0
       ? { maxDisconnectionDuration: config.recoveryWindowMs, skipMiddlewares: false }
       : undefined,
+    ...(scale ? { adapter: scale.adapter } : {}),
     ...options.socketIo,
   });
   io.bind(engine as never);
   deliverToRecoveredSockets(io);
 
-  const presence = new Presence(kv, { ttlMs: config.heartbeatTimeout });
+  const presence = new TimedPresence(kv, metrics, { ttlMs: config.heartbeatTimeout });
   const presenceFeed = new PresenceFeed(io, presence, {
     sweepEveryMs: Math.max(1000, Math.min(10_000, Math.floor(config.heartbeatTimeout / 2))),
   });
@@ -128,7 +138,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     store,
     presence,
     presenceFeed,
-    limiter: new RateLimiter(kv),
+    limiter: new TimedRateLimiter(kv, metrics),
     typing: new TypingThrottle({ intervalMs: config.rateLimits.typingIntervalMs }),
     authenticator: new Authenticator({
       verifier,
@@ -249,6 +259,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     // clean-ups reach KV
     while (pending.size) await Promise.allSettled([...pending]);
     await store.close();
+    await scale?.close();
     try {
       kv.close();
     } catch {
