@@ -1,0 +1,204 @@
+/**
+ * Two server processes on one machine, sharing one Deno KV file and one real
+ * Redis (socket.io's Redis Streams adapter): chat, presence, rate limits,
+ * forced disconnects and connection state recovery work across them.
+ * Skipped, with the reason printed, where `redis-server` is absent.
+ */
+
+import assert from "node:assert/strict";
+import type { Socket } from "socket.io-client";
+import { mintToken } from "../src/auth/mod.ts";
+import {
+  type Ack,
+  connectClient,
+  nextEvent,
+  request,
+  ROOT_PATH,
+  type ServerProcess,
+  spawnServer,
+} from "./support/processes.ts";
+import { redisAvailable, startRedis } from "./support/redis.ts";
+
+const reason = redisAvailable();
+if (reason) console.log(`cluster_test skipped: ${reason}`);
+
+const SECRET = "cluster-test-secret-0123456789abcdef";
+
+interface OnlineUser {
+  userId: number;
+  userType: string;
+}
+
+Deno.test({
+  name: "cluster: two processes, one KV file, one Redis",
+  ignore: reason !== null,
+  async fn(t) {
+    const redis = await startRedis();
+    const cwd = await Deno.makeTempDir({ prefix: "servana-cluster-" });
+    const env = {
+      APP_ENV: "production",
+      SUPABASE_JWT_SECRET: SECRET,
+      KV_PATH: "./data/servana.kv",
+      SEED_FILE: `${ROOT_PATH}demo/fixture.json`,
+      REDIS_URL: redis.url,
+      RATE_LIMIT_MESSAGES: "5",
+      RATE_LIMIT_WINDOW: "600000",
+      SHUTDOWN_TIMEOUT: "5000",
+    };
+    const servers: ServerProcess[] = [];
+    const sockets: Socket[] = [];
+    async function as(server: ServerProcess, authId: string, reconnection = false) {
+      const token = await mintToken({ authId }, { secret: SECRET });
+      const socket = await connectClient(server.url, token, { reconnection });
+      sockets.push(socket);
+      return socket;
+    }
+    try {
+      // one after the other: both load the fixture into the same KV file
+      const a = await spawnServer(cwd, env);
+      servers.push(a);
+      const b = await spawnServer(cwd, env);
+      servers.push(b);
+
+      const agent = await as(a, "agent-123");
+      const client = await as(b, "client-789");
+
+      await t.step("an agent on A and a client on B chat both ways", async () => {
+        assert.equal((await request(agent, "joinChatGroup", { groupId: 456 })).ok, true);
+        const joined = nextEvent(agent, "userJoined", (p) => p.userId === 789);
+        const join = await request(client, "joinChatGroup", { groupId: 456 });
+        assert.equal(join.ok, true);
+        // membership is counted across both processes
+        assert.equal(join.memberCount, 2);
+        assert.equal((await joined).chatGroupId, 456);
+
+        const atAgent = nextEvent(agent, "receiveMessage", (p) => p.chat_message === "from B");
+        const atClientOwn = nextEvent(client, "receiveMessage", (p) => p.chat_message === "from B");
+        const sent = await request(client, "sendMessage", {
+          message: "from B",
+          chatGroupId: 456,
+          clientId: 789,
+        });
+        assert.equal(sent.ok, true, JSON.stringify(sent));
+        assert.equal((await atAgent).chat_id, sent.chat_id);
+        assert.equal((await atClientOwn).chat_id, sent.chat_id);
+
+        const atClient = nextEvent(client, "receiveMessage", (p) => p.chat_message === "from A");
+        const reply = await request(agent, "sendMessage", {
+          message: "from A",
+          chatGroupId: 456,
+          clientId: 789,
+        });
+        assert.equal(reply.ok, true, JSON.stringify(reply));
+        const got = await atClient;
+        assert.equal(got.chat_id, reply.chat_id);
+        assert.deepEqual((got.sender as { userId: number }).userId, 123);
+      });
+
+      await t.step("presence is the same from both processes", async () => {
+        assert.equal(
+          (await request(agent, "userOnline", { userId: 123, userType: "agent" })).ok,
+          true,
+        );
+        assert.equal(
+          (await request(client, "userOnline", { userId: 789, userType: "client" })).ok,
+          true,
+        );
+        const staffOnA = await as(a, "admin-1");
+        const staffOnB = await as(b, "agent-124");
+        const fromA = (await request(staffOnA, "getOnlineUsers")).onlineUsers as OnlineUser[];
+        const fromB = (await request(staffOnB, "getOnlineUsers")).onlineUsers as OnlineUser[];
+        const ids = (list: OnlineUser[]) => list.map((u) => u.userId).sort((x, y) => x - y);
+        assert.deepEqual(ids(fromA), [123, 789]);
+        assert.deepEqual(ids(fromB), ids(fromA));
+      });
+
+      await t.step("the message rate limit counts across both processes", async () => {
+        const onA = await as(a, "client-790");
+        const onB = await as(b, "client-790");
+        for (const s of [onA, onB]) {
+          assert.equal((await request(s, "joinChatGroup", { groupId: 457 })).ok, true);
+        }
+        const replies: Ack[] = [];
+        for (const [s, n] of [[onA, 3], [onB, 3]] as const) {
+          for (let i = 0; i < n; i++) {
+            replies.push(
+              await request(s, "sendMessage", {
+                message: `burst ${replies.length + 1}`,
+                chatGroupId: 457,
+                clientId: 790,
+              }),
+            );
+          }
+        }
+        assert.deepEqual(replies.map((r) => r.ok), [true, true, true, true, true, false]);
+        assert.equal(replies[5].code, "RATE_LIMIT_EXCEEDED");
+      });
+
+      await t.step(
+        "connection state recovery through Redis after a dropped transport",
+        async () => {
+          const watcher = await as(a, "agent-124");
+          const dropped = await as(b, "client-790", true);
+          assert.equal((await request(watcher, "joinChatGroup", { groupId: 457 })).ok, true);
+          assert.equal((await request(dropped, "joinChatGroup", { groupId: 457 })).ok, true);
+          // a first broadcast gives the client an offset to resume from
+          const first = nextEvent(dropped, "receiveMessage", (p) => p.chat_message === "before");
+          const ack1 = await request(watcher, "sendMessage", {
+            message: "before",
+            chatGroupId: 457,
+            clientId: 790,
+          });
+          assert.equal(ack1.ok, true, JSON.stringify(ack1));
+          await first;
+
+          const back = new Promise<void>((resolve) => dropped.once("connect", () => resolve()));
+          const missed = nextEvent(
+            dropped,
+            "receiveMessage",
+            (p) => p.chat_message === "while away",
+          );
+          dropped.io.engine.close(); // abrupt transport close; the client reconnects by itself
+          const ack2 = await request(watcher, "sendMessage", {
+            message: "while away",
+            chatGroupId: 457,
+            clientId: 790,
+          });
+          assert.equal(ack2.ok, true, JSON.stringify(ack2));
+          await back;
+          assert.equal(dropped.recovered, true, "session recovered");
+          assert.equal((await missed).chat_id, ack2.chat_id);
+        },
+      );
+
+      await t.step("disconnectUser from an admin on A disconnects the user on B", async () => {
+        const admin = await as(a, "admin-1");
+        const forced = nextEvent(client, "forcedDisconnect");
+        const gone = new Promise<string>((resolve) => client.once("disconnect", resolve));
+        const ack = await request(admin, "disconnectUser", { userId: 789, reason: "cluster test" });
+        assert.equal(ack.ok, true, JSON.stringify(ack));
+        assert.equal(ack.disconnected, 1);
+        assert.equal((await forced).reason, "cluster test");
+        assert.equal(await gone, "io server disconnect");
+        assert.equal(agent.connected, true, "others stay connected");
+      });
+
+      await t.step("both processes stop cleanly on SIGTERM", async () => {
+        for (const s of sockets) s.disconnect();
+        for (const server of servers) {
+          const status = await server.stop("SIGTERM");
+          assert.equal(status.code, 0, server.stderr().slice(-2000));
+        }
+      });
+    } finally {
+      for (const s of sockets) s.disconnect();
+      for (const server of servers) await server.stop();
+      for (const server of servers) {
+        const stderr = server.stderr();
+        assert.ok(!stderr.includes("NotCapable") && !stderr.includes("PermissionDenied"), stderr);
+      }
+      await redis.stop();
+      await Deno.remove(cwd, { recursive: true });
+    }
+  },
+});
