@@ -952,3 +952,81 @@ Deno.test("security log: auth_success and auth_failure lines, never a token", as
     log.restore();
   }
 });
+
+Deno.test("connection state recovery only resumes the same user's session", async (t) => {
+  const log = captureLog();
+  const running = await startApp(baseEnv());
+  const mint = running.app.mintDevToken!;
+  /** Connects as agent-123, receives one broadcast (an offset), then drops the transport. */
+  async function dropAgent(): Promise<{ socket: Socket; received: string[] }> {
+    const socket = io(running.url, {
+      forceNew: true,
+      reconnectionDelay: 50,
+      reconnectionAttempts: 3,
+      transports: ["websocket"],
+      auth: { token: await mint("agent-123") },
+    });
+    const received: string[] = [];
+    socket.onAny((event: string) => received.push(event));
+    await within(
+      new Promise<void>((resolve) => socket.once("connect", () => resolve())),
+      "connect",
+    );
+    const first = nextEvent(socket, "probe");
+    running.app.io.to("user_123").emit("probe", 1);
+    await first;
+    const id = socket.id!;
+    const gone = new Promise<void>((resolve) => socket.once("disconnect", () => resolve()));
+    socket.io.engine.close(); // abrupt: the server keeps the session for recovery
+    await within(gone, "transport close");
+    // the server has seen the close (and saved the session) once the socket is gone
+    for (let i = 0; i < 200 && running.app.io.of("/").sockets.has(id); i++) await delay(10);
+    assert.equal(running.app.io.of("/").sockets.has(id), false, "server saw the drop");
+    // missed while away: only for staff
+    running.app.io.to("staff").emit("staffOnly", "while away");
+    return { socket, received };
+  }
+  try {
+    await t.step("another user's token cannot take over the dropped session", async () => {
+      const { socket, received } = await dropAgent();
+      try {
+        socket.auth = { token: await mint("client-789") };
+        const error = await within(
+          new Promise<RefusedError>((resolve) => socket.once("connect_error", resolve)),
+          "connect_error",
+        );
+        assertCleanRefusal(error, "ACCESS_DENIED", []);
+        assert.equal(socket.connected, false);
+        assert.deepEqual(received, ["probe"]);
+        const staff = running.app.io.of("/").adapter.rooms.get("staff") ?? new Set();
+        assert.equal(staff.size, 0, "nobody is in the staff room");
+        const mismatch = log.security("session_identity_mismatch");
+        assert.equal(mismatch.length, 1);
+        assert.equal(mismatch[0].userId, 789);
+        assert.equal(mismatch[0].sessionUserId, 123);
+      } finally {
+        socket.close();
+      }
+    });
+
+    await t.step("the same user with a fresh token recovers", async () => {
+      const { socket, received } = await dropAgent();
+      try {
+        socket.auth = { token: await mint("agent-123") };
+        await within(
+          new Promise<void>((resolve) => socket.once("connect", () => resolve())),
+          "reconnect",
+        );
+        assert.equal(socket.recovered, true);
+        assert.equal(serverUserId(running, socket), 123);
+        await delay(50);
+        assert.deepEqual(received, ["probe", "staffOnly"]);
+      } finally {
+        socket.close();
+      }
+    });
+  } finally {
+    await running.close();
+    log.restore();
+  }
+});

@@ -12,13 +12,14 @@ import { z } from "zod";
 import { roomsOnConnect } from "../access.ts";
 import type { Identity } from "../auth/mod.ts";
 import { ServanaError, toErrorPayload } from "../errors.ts";
-import { log } from "../log.ts";
+import { log, security } from "../log.ts";
 import {
   type AppSocket,
   type EventContext,
   onEvent,
   replyError,
   type Services,
+  type SocketData,
 } from "./context.ts";
 
 /** `refreshToken { token }` */
@@ -71,10 +72,28 @@ export function authMiddleware(
       auth: handshake.auth,
       address: handshake.address,
     }).then((identity) => {
+      // A recovered session (connection state recovery) comes back with the
+      // rooms of the user it belonged to: it must be this handshake's user.
+      const restoredUserId = (socket.data as Partial<SocketData> | undefined)?.user?.id;
+      if (socket.recovered && restoredUserId !== identity.user.id) {
+        security("session_identity_mismatch", {
+          address: handshake.address,
+          userId: identity.user.id,
+          sessionUserId: restoredUserId,
+        });
+        refuse(
+          new ServanaError("ACCESS_DENIED", "Recovered session belongs to another user", {
+            details: { reason: "session_user_mismatch" },
+          }),
+        );
+        return;
+      }
       identities.set(socket, identity);
       socket.data = { user: identity.user, expiresAt: identity.expiresAt };
       next();
-    }, (error: unknown) => {
+    }, refuse);
+
+    function refuse(error: unknown): void {
       const payload = toErrorPayload(error);
       const reason = error instanceof ServanaError
         ? String((error.details as { reason?: string } | undefined)?.reason ?? payload.code)
@@ -83,7 +102,7 @@ export function authMiddleware(
       const err = new Error(payload.code) as ExtendedError;
       err.data = { code: payload.code, message: payload.message };
       next(err);
-    });
+    }
   };
 }
 
