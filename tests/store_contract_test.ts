@@ -10,7 +10,7 @@ import { ServanaError } from "../src/errors.ts";
 import { KvStore, openKvStore } from "../src/store/kv_store.ts";
 import { migrate } from "../src/store/migrate.ts";
 import { openStore } from "../src/store/open.ts";
-import type { ChatStore, Fixture, User } from "../src/store/mod.ts";
+import type { AddMessageResult, ChatStore, Fixture, User } from "../src/store/mod.ts";
 import { openPostgresStore, PostgresStore } from "../src/store/postgres_store.ts";
 import { postgresAvailable, startPostgres } from "./support/postgres.ts";
 
@@ -466,6 +466,32 @@ Deno.test("KvStore: two instances over one KV file allocate distinct ids", async
     await a.close();
     await b.close();
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("KvStore: a burst of concurrent sends on one instance all succeed, ids 1..n", async () => {
+  // racing for the id counter used to make half of a 1,000-send burst fail with write conflicts
+  const store = await openKvStore(":memory:");
+  try {
+    await store.loadFixture(FIXTURE);
+    const n = 1000;
+    const results = await Promise.allSettled(
+      Array.from({ length: n }, (_, i) =>
+        store.addMessage({
+          chatGroupId: 456 + (i % 2),
+          senderId: i % 2 === 0 ? 789 : 790,
+          senderType: "client",
+          message: `burst ${i}`,
+        })),
+    );
+    const rejected = results.filter((r) => r.status === "rejected");
+    assert.equal(rejected.length, 0, String((rejected[0] as PromiseRejectedResult)?.reason));
+    const ids = results.map((r) =>
+      (r as PromiseFulfilledResult<AddMessageResult>).value.message.id
+    );
+    assert.deepEqual([...ids].sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i + 1));
+  } finally {
+    await store.close();
   }
 });
 

@@ -79,6 +79,13 @@ export class KvStore implements ChatStore {
   readonly kind = "kv" as const;
   readonly #kv: Deno.Kv;
   #closed = false;
+  /**
+   * Tail of this instance's message-id allocations: they run one at a time,
+   * so that concurrent sends of one process never race for the counter
+   * (racing writers retry, and under load the retries alone saturate KV).
+   * Other processes on the same KV still race, and retry.
+   */
+  #seqTail: Promise<unknown> = Promise.resolve();
 
   /** Wraps an open KV; the store owns it from now on. */
   constructor(kv: Deno.Kv) {
@@ -134,7 +141,17 @@ export class KvStore implements ChatStore {
     const dedupeKey: Deno.KvKey | null = clientMessageId === null
       ? null
       : ["msgdedupe", input.senderId, clientMessageId];
+    const run = this.#seqTail.then(() => this.#allocate(input, clientMessageId, dedupeKey));
+    this.#seqTail = run.catch(() => {});
+    return await run;
+  }
 
+  /** Reads the counter and commits the message under the next id (retried on conflict). */
+  async #allocate(
+    input: NewMessage,
+    clientMessageId: string | null,
+    dedupeKey: Deno.KvKey | null,
+  ): Promise<AddMessageResult> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       await backoff(attempt);
       const keys: Deno.KvKey[] = dedupeKey === null ? [SEQ_KEY] : [SEQ_KEY, dedupeKey];
