@@ -94,7 +94,8 @@ const schema = z.object({
       z.array(z.enum(["polling", "websocket"], { message: "a comma list of polling, websocket" }))
         .min(1, "a comma list of polling, websocket"),
     ).default(["polling", "websocket"]),
-  AUTH_COOKIE_NAMES: list.default(["access_token"]),
+  AUTH_COOKIE_NAMES: list.pipe(z.array(z.string()).min(1, "a comma list of cookie names"))
+    .default(["access_token"]),
   SUPABASE_JWT_SECRET: z.string().min(1).optional(),
   SUPABASE_URL: url.optional(),
   SUPABASE_JWKS_URL: url.optional(),

@@ -189,7 +189,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
       await store.ping();
       return json({ status: "ready", store: store.kind }, 200);
     } catch (error) {
-      return json({ status: "not_ready", reason: String(error) }, 503);
+      log("warn", "readiness check failed", { store: store.kind, error: String(error) });
+      return json({ status: "not_ready", reason: "store unreachable" }, 503);
     }
   }
 
@@ -217,7 +218,9 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   function metricsRoute(req: Request): Response {
     if (config.metricsToken) {
       const auth = req.headers.get("authorization");
-      if (auth !== `Bearer ${config.metricsToken}`) return json({ error: "unauthorized" }, 401);
+      if (!sameSecret(auth ?? "", `Bearer ${config.metricsToken}`)) {
+        return json({ error: "unauthorized" }, 401);
+      }
     }
     return new Response(metrics.render(), {
       headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
@@ -290,6 +293,15 @@ function deliverToRecoveredSockets(io: Server): void {
     }
     next();
   });
+}
+
+/** Compares two strings in time independent of where they differ. */
+function sameSecret(given: string, expected: string): boolean {
+  const a = new TextEncoder().encode(given);
+  const b = new TextEncoder().encode(expected);
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < b.length; i++) diff |= (a[i] ?? 0) ^ b[i];
+  return diff === 0;
 }
 
 function json(body: unknown, status: number, headers: Record<string, string> = {}): Response {

@@ -15,6 +15,7 @@ import { ServanaError, toErrorPayload } from "../errors.ts";
 import { log, security } from "../log.ts";
 import {
   type AppSocket,
+  enforceRateLimit,
   type EventContext,
   onEvent,
   replyError,
@@ -173,6 +174,7 @@ export function startSession(ctx: EventContext): void {
   onEvent(ctx, "refreshToken", {
     schema: refreshTokenSchema,
     handler: async (payload) => {
+      await enforceRateLimit(ctx, "status", "refreshToken");
       const current = identities.get(socket);
       if (!current) throw new ServanaError("AUTH_REQUIRED");
       const next = await services.authenticator.refresh(current, payload.token, {
