@@ -83,7 +83,7 @@ const schema = z.object({
   HOST: z.string().min(1).default("0.0.0.0"),
   APP_ENV: z.enum(["development", "production"], {
     message: "development or production",
-  }).default("development"),
+  }).default("production"),
   SOCKET_CORS_ORIGINS: list.default(["http://localhost:5173", "http://localhost:5000"]),
   SOCKET_HEARTBEAT_INTERVAL: int(50).default(25_000),
   SOCKET_HEARTBEAT_TIMEOUT: int(50).default(60_000),

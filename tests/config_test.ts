@@ -19,10 +19,13 @@ function configError(env: Record<string, string | undefined>): string {
 }
 
 Deno.test("defaults", () => {
-  const config = loadConfig({});
+  // production is the default: without a key source nothing starts
+  assert.match(configError({}), /^SUPABASE_JWT_SECRET: /);
+  assert.equal(loadConfig({ SUPABASE_JWT_SECRET: "a-secret" }).appEnv, "production");
+  assert.equal(loadConfig({ SUPABASE_JWT_SECRET: "a-secret" }).serveDemo, false);
+  const config = loadConfig({ APP_ENV: "development" });
   assert.equal(config.port, 3000);
   assert.equal(config.host, "0.0.0.0");
-  assert.equal(config.appEnv, "development");
   assert.deepEqual(config.corsOrigins, ["http://localhost:5173", "http://localhost:5000"]);
   assert.equal(config.heartbeatInterval, 25_000);
   assert.equal(config.heartbeatTimeout, 60_000);
@@ -58,15 +61,23 @@ Deno.test("defaults", () => {
 });
 
 Deno.test("empty strings count as unset; unknown variables are ignored", () => {
-  const config = loadConfig({ PORT: "", APP_ENV: "", SUPABASE_JWT_SECRET: "", UNRELATED: "x" });
+  const config = loadConfig({
+    PORT: "",
+    APP_ENV: "development",
+    SUPABASE_JWT_SECRET: "",
+    UNRELATED: "x",
+  });
   assert.equal(config.port, 3000);
   assert.equal(config.appEnv, "development");
   assert.equal(config.auth.jwtSecret, null);
+  // an empty APP_ENV is the default (production), which then needs a key source
+  assert.match(configError({ APP_ENV: "", SUPABASE_JWT_SECRET: "" }), /^SUPABASE_JWT_SECRET: /);
 });
 
 Deno.test("values are parsed", async (t) => {
   await t.step("numbers, lists, booleans", () => {
     const config = loadConfig({
+      APP_ENV: "development",
       PORT: "8080",
       HOST: "127.0.0.1",
       SOCKET_CORS_ORIGINS: " https://a.example , https://b.example,,",
@@ -106,15 +117,18 @@ Deno.test("values are parsed", async (t) => {
 
   await t.step("booleans: true/1/yes and false/0/no", () => {
     for (const value of ["true", "1", "yes"]) {
-      assert.equal(loadConfig({ SOCKET_DEBUG: value }).debug, true, value);
+      assert.equal(loadConfig({ APP_ENV: "development", SOCKET_DEBUG: value }).debug, true, value);
     }
     for (const value of ["false", "0", "no"]) {
-      assert.equal(loadConfig({ SOCKET_DEBUG: value }).debug, false, value);
+      assert.equal(loadConfig({ APP_ENV: "development", SOCKET_DEBUG: value }).debug, false, value);
     }
   });
 
   await t.step("SUPABASE_URL derives the JWKS URL and the issuer (trailing slash dropped)", () => {
-    const config = loadConfig({ SUPABASE_URL: "https://abcd.supabase.co/" });
+    const config = loadConfig({
+      APP_ENV: "development",
+      SUPABASE_URL: "https://abcd.supabase.co/",
+    });
     assert.equal(config.auth.supabaseUrl, "https://abcd.supabase.co");
     assert.equal(config.auth.jwksUrl, "https://abcd.supabase.co/auth/v1/.well-known/jwks.json");
     assert.equal(config.auth.issuer, "https://abcd.supabase.co/auth/v1");
@@ -122,6 +136,7 @@ Deno.test("values are parsed", async (t) => {
 
   await t.step("SUPABASE_JWKS_URL and JWT_ISSUER win over the derived values", () => {
     const config = loadConfig({
+      APP_ENV: "development",
       SUPABASE_URL: "https://abcd.supabase.co",
       SUPABASE_JWKS_URL: "http://127.0.0.1:9999/jwks.json",
       JWT_ISSUER: "https://issuer.example",
@@ -134,6 +149,7 @@ Deno.test("values are parsed", async (t) => {
 
   await t.step("stores and files", () => {
     const config = loadConfig({
+      APP_ENV: "development",
       KV_PATH: "./data/servana.kv",
       DATABASE_URL: "postgresql://u:p@localhost:5432/servana",
       REDIS_URL: "rediss://cache.example:6380",

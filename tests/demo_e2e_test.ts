@@ -72,6 +72,7 @@ async function serve(env: Record<string, string>): Promise<Served> {
   let app: App;
   try {
     app = await createApp(loadConfig({
+      APP_ENV: "development",
       HOST: "127.0.0.1",
       PORT: "0",
       KV_PATH: ":memory:",

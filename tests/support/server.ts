@@ -22,7 +22,13 @@ export async function startApp(
   env: Record<string, string> = {},
   options: AppOptions = {},
 ): Promise<RunningApp> {
-  const config = loadConfig({ HOST: "127.0.0.1", PORT: "0", KV_PATH: ":memory:", ...env });
+  const config = loadConfig({
+    APP_ENV: "development",
+    HOST: "127.0.0.1",
+    PORT: "0",
+    KV_PATH: ":memory:",
+    ...env,
+  });
   const app = await createApp(config, options);
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.handler);
   const port = server.addr.port;
