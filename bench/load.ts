@@ -11,17 +11,35 @@
  * connections: bytes per connection = (RSS with 5,000 open − RSS before) /
  * 5,000, each reading taken right after a forced GC.
  *
+ * Then the full service (main.ts under the compile permissions, see
+ * pipeline.ts): `"pipeline"`, a 60 s soak of 2,000 authenticated clients in
+ * 200 chat groups followed by 30 s idle, and `"capacity"`, the largest room
+ * for which 95% of broadcasts reach every member within 250 ms.
+ *
  * The last line printed is the JSON summary. `BENCH_CPU_PROF=1` starts the
- * Deno server with `--cpu-prof` (profiles land in bench/out/; summarise them
- * with bench/profile_top.ts). `BENCH_ONLY=throughput|memory` runs one phase
- * and prints no JSON line; `BENCH_RAW_MEMORY=1` also measures the raw
- * server's memory (printed, not in the JSON).
+ * Deno server (and the pipeline's service) with `--cpu-prof` (profiles land
+ * in bench/out/; summarise them with bench/profile_top.ts).
+ * `BENCH_ONLY=throughput|memory` runs one phase and prints no JSON line;
+ * `BENCH_ONLY=pipeline|capacity` runs one part and prints a JSON line with
+ * that key only. `BENCH_RAW_MEMORY=1` also measures the raw server's memory
+ * (printed, not in the JSON). `BENCH_CLIENT_WORKERS` (default 2) sets the
+ * client threads of the pipeline and capacity parts, `BENCH_CAPACITY_CAP`
+ * (default 8000) the largest room tried. Investigation knobs for the service
+ * of those parts: `BENCH_INSPECT=1` (V8 heap figures through `--inspect`),
+ * `BENCH_SERVER_FLAGS` (extra `deno run` flags, e.g. `--v8-flags=--trace-gc`),
+ * `BENCH_SOCKET_RECOVERY_WINDOW` (overrides the default recovery window).
  *
  * @module
  */
 
 import process from "node:process";
 import { io, type Socket, WebSocket as WebSocketTransport } from "socket.io-client";
+import {
+  type CapacityResult,
+  type PipelineResult,
+  pipelineSoak,
+  roomCapacity,
+} from "./pipeline.ts";
 
 type ServerName = "deno" | "node" | "raw";
 type ClientKind = "sio" | "raw";
@@ -437,9 +455,11 @@ function round2(n: number): number {
 
 async function main(): Promise<void> {
   const started = performance.now();
-  const only = Deno.env.get("BENCH_ONLY"); // "throughput" | "memory": one phase, no JSON line
+  // "throughput" | "memory": one phase, no JSON line; "pipeline" | "capacity": one part, its JSON
+  const only = Deno.env.get("BENCH_ONLY");
+  const runs = (part: string) => !only || only === part;
   const results = {} as Record<ServerName, ThroughputResult>;
-  for (const name of only === "memory" ? [] : ["deno", "node", "raw"] as const) {
+  for (const name of runs("throughput") ? ["deno", "node", "raw"] as const : []) {
     results[name] = await throughput(name);
     const r = results[name];
     console.log(
@@ -450,7 +470,7 @@ async function main(): Promise<void> {
     );
   }
   const mem = {} as Record<ServerName, MemoryResult>;
-  for (const name of only === "throughput" ? [] : MEMORY_SERVERS) {
+  for (const name of runs("memory") ? MEMORY_SERVERS : []) {
     mem[name] = await memory(name);
     const m = mem[name];
     console.log(
@@ -459,7 +479,18 @@ async function main(): Promise<void> {
         ` external ${m.externalPerConn}; ${m.clients} open)`,
     );
   }
+  let pipeline: PipelineResult | undefined;
+  if (runs("pipeline")) pipeline = await pipelineSoak({ cpuProf });
+  let capacity: CapacityResult | undefined;
+  if (runs("capacity")) {
+    const cap = Number(Deno.env.get("BENCH_CAPACITY_CAP") ?? 8000);
+    capacity = await roomCapacity({ cap, cpuProf });
+  }
   console.log(`total ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  if (only === "pipeline" || only === "capacity") {
+    console.log(JSON.stringify(only === "pipeline" ? { pipeline } : { capacity }));
+    return;
+  }
   if (only) return;
   const summary = {
     deliveredPerSec: {
@@ -471,6 +502,8 @@ async function main(): Promise<void> {
     ratioVsRaw: round2(results.deno.deliveredPerSec / results.raw.deliveredPerSec),
     ackP99Ms: { deno: results.deno.ackP99Ms, node: results.node.ackP99Ms },
     bytesPerConn: { deno: mem.deno.bytesPerConn, node: mem.node.bytesPerConn },
+    pipeline,
+    capacity,
   };
   console.log(JSON.stringify(summary));
 }

@@ -1,0 +1,631 @@
+/**
+ * Two benches of the full service (main.ts under the compile permissions,
+ * see service.ts), driven by socket.io clients spread over Worker threads
+ * (pipeline_worker.ts):
+ *
+ * - {@linkcode pipelineSoak}: 2,000 authenticated users in 200 chat groups,
+ *   each sending `sendMessage` every 5 s (staggered) for 60 s through the
+ *   whole pipeline (auth, zod, rate limit in KV, sanitize, store in KV,
+ *   broadcast), then idle 30 s: messages/s, ack p50/p99, errors, deliveries,
+ *   and the server's resident memory at start, peak and after.
+ * - {@linkcode roomCapacity}: websocket-shootout style: the room grows in
+ *   steps; at each step 40 broadcasts (4 in flight) are timed until every
+ *   member received them; the capacity is the largest room whose 95th
+ *   percentile is within 250 ms.
+ *
+ * @module
+ */
+
+import { io, type Socket, WebSocket as WebSocketTransport } from "socket.io-client";
+import { mintToken } from "../src/auth/dev.ts";
+import type { BenchUser, SoakReport } from "./pipeline_worker.ts";
+import { BENCH_SECRET, readRss, type Seed, type Service, startService } from "./service.ts";
+
+const MB = 1024 * 1024;
+
+// ---------------------------------------------------------------- worker pool
+
+interface Reply {
+  id?: number;
+  ok?: boolean;
+  result?: unknown;
+  error?: string;
+  event?: string;
+  key?: string;
+  t?: number;
+}
+
+class ClientWorker {
+  readonly #worker: Worker;
+  readonly #pending = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >();
+  #nextId = 0;
+  /** Called for `{ event: "got" }` messages. */
+  onGot: (key: string, t: number) => void = () => {};
+
+  constructor() {
+    this.#worker = new Worker(new URL("./pipeline_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    this.#worker.onmessage = (event: MessageEvent<Reply>) => {
+      const reply = event.data;
+      if (reply.event === "got") {
+        this.onGot(reply.key!, reply.t!);
+        return;
+      }
+      const waiter = this.#pending.get(reply.id!);
+      this.#pending.delete(reply.id!);
+      if (reply.ok) waiter?.resolve(reply.result);
+      else waiter?.reject(new Error(reply.error));
+    };
+  }
+
+  request<T>(command: Record<string, unknown>): Promise<T> {
+    const id = this.#nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.#worker.postMessage({ ...command, id });
+    });
+  }
+
+  terminate(): void {
+    this.#worker.terminate();
+  }
+}
+
+function workerCount(): number {
+  return Number(Deno.env.get("BENCH_CLIENT_WORKERS") ?? 2);
+}
+
+function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+function round1(n: number): number {
+  return Math.round(n * 10) / 10;
+}
+
+// ---------------------------------------------------------------- soak
+
+const SOAK_GROUPS = 200;
+const SOAK_MEMBERS_PER_GROUP = 10; // the group's customer + 9 agents of its department
+const SOAK_INTERVAL_MS = 5_000;
+const SOAK_DURATION_MS = 60_000;
+const SOAK_IDLE_MS = 30_000;
+const CONNECT_CONCURRENCY = 25;
+
+/**
+ * 200 departments, 200 chat groups, 2,000 users: group g's customer (a
+ * client may only join their own group) and 9 agents of department g.
+ */
+export function soakSeed(): { seed: Seed; users: BenchUser[] } {
+  const seed: Seed = { departments: [], users: [], chatGroups: [] };
+  const users: BenchUser[] = [];
+  for (let g = 1; g <= SOAK_GROUPS; g++) {
+    const clientId = 10_000 + g;
+    seed.departments.push({ id: g, name: `Dept ${g}` });
+    seed.users.push({
+      id: clientId,
+      authId: `bench-client-${g}`,
+      role: "client",
+      departments: [],
+      firstName: "Client",
+      lastName: String(g),
+    });
+    users.push({ authId: `bench-client-${g}`, groupId: g, clientId, offsetMs: 0 });
+    for (let k = 1; k < SOAK_MEMBERS_PER_GROUP; k++) {
+      const id = 100_000 + g * 100 + k;
+      seed.users.push({
+        id,
+        authId: `bench-agent-${g}-${k}`,
+        role: "agent",
+        departments: [g],
+        firstName: "Agent",
+        lastName: `${g}-${k}`,
+      });
+      users.push({ authId: `bench-agent-${g}-${k}`, groupId: g, clientId, offsetMs: 0 });
+    }
+    seed.chatGroups.push({
+      id: g,
+      clientId,
+      departmentId: g,
+      agentId: 100_000 + g * 100 + 1,
+      status: "active",
+    });
+  }
+  // interleave groups and spread the first sends evenly over the interval
+  users.sort((a, b) => (a.authId < b.authId ? -1 : 1));
+  users.forEach((u, i) => (u.offsetMs = Math.floor((i * SOAK_INTERVAL_MS) / users.length)));
+  return { seed, users };
+}
+
+/** The `"pipeline"` figures. */
+export interface PipelineResult {
+  clients: number;
+  groups: number;
+  durationSec: number;
+  sent: number;
+  acked: number;
+  messagesPerSec: number;
+  ackP50Ms: number;
+  ackP99Ms: number;
+  ackMaxMs: number;
+  /** Every failure: connect or join refused, failed or timed-out acks, drops, server error logs. */
+  errors: number;
+  errorKinds: Record<string, number>;
+  /** `receiveMessage` receptions / (acked × members per group). */
+  deliveredRatio: number;
+  connectSec: number;
+  rssStartMb: number;
+  rssPeakMb: number;
+  rssAfterMb: number;
+  /** Whether the RSS 30 s after the clients left is within 10% of the start. */
+  rssBackWithin10pct: boolean;
+  serverWarnLines: number;
+  /** The machine's 1-minute load average when the part started (other work skews the figures). */
+  loadAvg1m: number;
+  /** With `BENCH_INSPECT=1` only: V8 heap in use (MB) and RSS after a forced full GC. */
+  heap?: Record<string, number>;
+}
+
+function splitAcross<T>(items: T[], parts: number): T[][] {
+  const out: T[][] = Array.from({ length: parts }, () => []);
+  items.forEach((item, i) => out[i % parts].push(item));
+  return out;
+}
+
+async function openAll(
+  workers: ClientWorker[],
+  url: string,
+  options: { users: BenchUser[]; lean?: boolean },
+): Promise<void> {
+  const parts = splitAcross(options.users, workers.length);
+  await Promise.all(
+    workers.map((w, i) =>
+      parts[i].length
+        ? w.request({
+          cmd: options.lean ? "openLean" : "open",
+          url,
+          secret: BENCH_SECRET,
+          users: parts[i],
+          concurrency: CONNECT_CONCURRENCY,
+        })
+        : Promise.resolve(0)
+    ),
+  );
+}
+
+function mergeErrors(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
+/** Records the service's V8 heap (only with `BENCH_INSPECT=1`) as `<name>UsedMb`/`<name>TotalMb`. */
+async function noteHeap(
+  service: Service,
+  heap: Record<string, number>,
+  options: { name: string; gc: boolean },
+): Promise<void> {
+  if (!service.heap) return;
+  const h = await service.heap({ gc: options.gc });
+  heap[`${options.name}UsedMb`] = round1(h.used / MB);
+  heap[`${options.name}TotalMb`] = round1(h.total / MB);
+}
+
+/** Runs the 2,000-client soak on a fresh service process. */
+export async function pipelineSoak(
+  options: { cpuProf?: boolean; log?: (line: string) => void } = {},
+): Promise<PipelineResult> {
+  const say = options.log ?? console.log;
+  const loadAvg1m = Deno.loadavg()[0];
+  const { seed, users } = soakSeed();
+  const service = await startService(seed, {
+    name: "pipeline",
+    cpuProf: options.cpuProf,
+    env: {
+      // 12 messages per user per minute in the soak (+ warm-up); the limiter still runs on every send
+      RATE_LIMIT_MESSAGES: "1000",
+      ...recoveryOverride(),
+    },
+  });
+  const workers = Array.from({ length: workerCount() }, () => new ClientWorker());
+  const errorKinds: Record<string, number> = {};
+  try {
+    // warm-up: load the code paths of connect, join and send, then leave
+    const warmUsers = users.filter((_, i) => i % 100 === 0).map((u) => ({ ...u, offsetMs: 0 }));
+    await workers[0].request({
+      cmd: "open",
+      url: service.url,
+      secret: BENCH_SECRET,
+      users: warmUsers,
+      concurrency: 5,
+    });
+    await workers[0].request({
+      cmd: "soak",
+      startAt: Date.now() + 100,
+      durationMs: 2_000,
+      intervalMs: 400,
+      ackTimeoutMs: 10_000,
+    });
+    await workers[0].request({ cmd: "close" });
+    await sleep(3_000);
+    const heap: Record<string, number> = {};
+    await noteHeap(service, heap, { name: "start", gc: true });
+    const start = await readRss(service.pid);
+    say(`pipeline: service ready, RSS ${round1(start.rss / MB)} MB after warm-up`);
+
+    let sampledPeak = start.rss;
+    const sampler = setInterval(() => {
+      readRss(service.pid).then((m) => (sampledPeak = Math.max(sampledPeak, m.rss)), () => {});
+    }, 500);
+
+    const t0 = performance.now();
+    try {
+      await openAll(workers, service.url, { users });
+    } catch (error) {
+      errorKinds.connect = (errorKinds.connect ?? 0) + 1;
+      throw error;
+    }
+    const connectSec = (performance.now() - t0) / 1000;
+    say(`pipeline: ${users.length} clients connected and joined in ${connectSec.toFixed(1)} s`);
+
+    const before = await Promise.all(
+      workers.map((w) =>
+        w.request<{ received: number; errors: Record<string, number> }>({ cmd: "received" })
+      ),
+    );
+    for (const b of before) mergeErrors(errorKinds, b.errors); // warm-up and connect-phase errors
+    const startAt = Date.now() + 500;
+    const reports = await Promise.all(
+      workers.map((w) =>
+        w.request<SoakReport>({
+          cmd: "soak",
+          startAt,
+          durationMs: SOAK_DURATION_MS,
+          intervalMs: SOAK_INTERVAL_MS,
+          ackTimeoutMs: 10_000,
+        })
+      ),
+    );
+    await sleep(1_000); // last broadcasts reach the other members
+    const after = await Promise.all(
+      workers.map((w) =>
+        w.request<{ received: number; errors: Record<string, number> }>({ cmd: "received" })
+      ),
+    );
+    const peak = Math.max(sampledPeak, (await readRss(service.pid)).hwm);
+    await noteHeap(service, heap, { name: "endOfLoad", gc: false });
+    const latencies: number[] = [];
+    let sent = 0;
+    let acked = 0;
+    for (const r of reports) {
+      sent += r.sent;
+      acked += r.acked;
+      for (const l of r.latencies) latencies.push(l);
+    }
+    // errors counted in the workers are cumulative: take the final counts minus the pre-soak ones
+    const soakErrors: Record<string, number> = {};
+    for (const a of after) mergeErrors(soakErrors, a.errors);
+    for (const b of before) {
+      mergeErrors(
+        soakErrors,
+        Object.fromEntries(Object.entries(b.errors).map(([k, v]) => [k, -v])),
+      );
+    }
+    mergeErrors(errorKinds, soakErrors);
+    const receivedDuring = after.reduce((s, a) => s + a.received, 0) -
+      before.reduce((s, b) => s + b.received, 0);
+    latencies.sort((a, b) => a - b);
+    say(
+      `pipeline: ${acked}/${sent} acked in ${SOAK_DURATION_MS / 1000} s, ack p50 ` +
+        `${round1(percentile(latencies, 50))} ms p99 ${round1(percentile(latencies, 99))} ms, ` +
+        `RSS peak ${round1(peak / MB)} MB`,
+    );
+
+    await Promise.all(workers.map((w) => w.request({ cmd: "close" })));
+    await sleep(SOAK_IDLE_MS);
+    clearInterval(sampler);
+    const end = await readRss(service.pid);
+    await noteHeap(service, heap, { name: "after", gc: false });
+    if (service.heap) {
+      await noteHeap(service, heap, { name: "afterGc", gc: true });
+      heap.rssAfterGcMb = round1((await readRss(service.pid)).rss / MB);
+    }
+    const errorLines = service.levels.error ?? 0;
+    if (errorLines) errorKinds.server_error_log = errorLines;
+    for (const line of service.problems.slice(0, 5)) say(`pipeline: server logged ${line}`);
+    if (service.gcLines.length) {
+      const pauses = service.gcLines.map((l) => Number(l.match(/([\d.]+) \/ [\d.]+ ms/)?.[1] ?? 0));
+      say(
+        `pipeline: server ran ${pauses.length} Mark-Compact GCs, longest ${
+          Math.max(...pauses)
+        } ms;` +
+          ` last: ${service.gcLines.at(-1)}`,
+      );
+    }
+    const stopped = await service.stop();
+    if (stopped.code !== 0) errorKinds.server_exit = stopped.code;
+    const errors = Object.entries(errorKinds).reduce((s, [, v]) => s + v, 0);
+    const result: PipelineResult = {
+      clients: users.length,
+      groups: SOAK_GROUPS,
+      durationSec: SOAK_DURATION_MS / 1000,
+      sent,
+      acked,
+      messagesPerSec: round1(acked / (SOAK_DURATION_MS / 1000)),
+      ackP50Ms: round1(percentile(latencies, 50)),
+      ackP99Ms: round1(percentile(latencies, 99)),
+      ackMaxMs: round1(latencies.at(-1) ?? NaN),
+      errors,
+      errorKinds,
+      deliveredRatio: Math.round((receivedDuring / (acked * SOAK_MEMBERS_PER_GROUP)) * 10_000) /
+        10_000,
+      connectSec: round1(connectSec),
+      rssStartMb: round1(start.rss / MB),
+      rssPeakMb: round1(peak / MB),
+      rssAfterMb: round1(end.rss / MB),
+      rssBackWithin10pct: end.rss <= start.rss * 1.1,
+      serverWarnLines: service.levels.warn ?? 0,
+      loadAvg1m,
+      ...(service.heap ? { heap } : {}),
+    };
+    return result;
+  } catch (error) {
+    await service.stop().catch(() => {});
+    throw error;
+  } finally {
+    for (const w of workers) w.terminate();
+  }
+}
+
+/** `BENCH_SOCKET_RECOVERY_WINDOW` (investigation only) overrides the service's default window. */
+function recoveryOverride(): Record<string, string> {
+  const value = Deno.env.get("BENCH_SOCKET_RECOVERY_WINDOW");
+  return value === undefined ? {} : { SOCKET_RECOVERY_WINDOW: value };
+}
+
+// ---------------------------------------------------------------- capacity
+
+const CAPACITY_STEPS = [250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000];
+const CAPACITY_SENDERS = 4; // broadcasts in flight, as websocket-shootout's -c 4
+const CAPACITY_SAMPLES = 40; // broadcasts per step, as websocket-shootout's -s 40
+const CAPACITY_LIMIT_MS = 250;
+const CAPACITY_PERCENTILE = 95;
+const BROADCAST_TIMEOUT_MS = 5_000;
+
+/** One measured room size. */
+export interface CapacityStep {
+  clients: number;
+  p95Ms: number;
+  medianMs: number;
+  maxMs: number;
+  /** Seconds to connect and join the clients added at this step. */
+  connectSec: number;
+  pass: boolean;
+}
+
+/** The `"capacity"` figures. */
+export interface CapacityResult {
+  /** Largest room (connected members) whose p95 broadcast time was within the limit; 0 if none. */
+  clients: number;
+  limitMs: number;
+  percentile: number;
+  /** Why the stepping stopped: `failed`, `cap` or `time`. */
+  stoppedBy: string;
+  steps: CapacityStep[];
+  errors: number;
+  /** The machine's 1-minute load average when the part started. */
+  loadAvg1m: number;
+}
+
+/** One room (chat group 1) whose members are admins without departments, plus its customer. */
+function capacitySeed(members: number): Seed {
+  const seed: Seed = {
+    departments: [],
+    users: [{
+      id: 1,
+      authId: "cap-client-1",
+      role: "client",
+      departments: [],
+      firstName: "Cap",
+      lastName: "Client",
+    }],
+    chatGroups: [{ id: 1, clientId: 1, departmentId: null, agentId: null, status: "active" }],
+  };
+  for (let i = 0; i < members; i++) {
+    seed.users.push({
+      id: 1_000_000 + i,
+      authId: `cap-admin-${i}`,
+      role: "admin",
+      departments: [],
+      firstName: "Cap",
+      lastName: String(i),
+    });
+  }
+  return seed;
+}
+
+interface PendingBroadcast {
+  t0: number;
+  waiting: number;
+  last: number;
+  done: (rtt: number) => void;
+}
+
+/** Runs the room-capacity steps on a fresh service process. */
+export async function roomCapacity(
+  options: { cap?: number; budgetMs?: number; cpuProf?: boolean; log?: (line: string) => void } =
+    {},
+): Promise<CapacityResult> {
+  const say = options.log ?? console.log;
+  const cap = options.cap ?? 8000;
+  const budgetMs = options.budgetMs ?? 95_000;
+  const steps = CAPACITY_STEPS.filter((s) => s <= cap);
+  const started = Date.now();
+  const service = await startService(capacitySeed(steps.at(-1)!), {
+    name: "capacity",
+    cpuProf: options.cpuProf,
+    env: { RATE_LIMIT_MESSAGES: "1000", ...recoveryOverride() },
+  });
+  const workers = Array.from({ length: workerCount() }, () => new ClientWorker());
+  const senders: Socket[] = [];
+  const pending = new Map<string, PendingBroadcast>();
+  let errors = 0;
+  function reached(key: string, t: number): void {
+    const p = pending.get(key);
+    if (!p) return;
+    p.last = Math.max(p.last, t);
+    if (--p.waiting === 0) {
+      pending.delete(key);
+      p.done(p.last - p.t0);
+    }
+  }
+  for (const w of workers) w.onGot = reached;
+  const result: CapacityResult = {
+    clients: 0,
+    limitMs: CAPACITY_LIMIT_MS,
+    percentile: CAPACITY_PERCENTILE,
+    stoppedBy: "cap",
+    steps: [],
+    errors: 0,
+    loadAvg1m: Deno.loadavg()[0],
+  };
+  try {
+    // the senders are members too (they receive their own broadcasts)
+    for (let i = 0; i < CAPACITY_SENDERS; i++) {
+      const token = await mintToken({ authId: `cap-admin-${i}` }, { secret: BENCH_SECRET });
+      const socket = io(service.url, {
+        transports: [WebSocketTransport],
+        forceNew: true,
+        reconnection: false,
+        auth: { token },
+      });
+      await new Promise<void>((resolve, reject) => {
+        socket.once("connect", () => resolve());
+        socket.once("connect_error", reject);
+      });
+      const ack = await socket.emitWithAck("joinChatGroup", { groupId: 1 });
+      if (!ack.ok) throw new Error(`sender join: ${ack.code}`);
+      socket.on("receiveMessage", (payload: { chat_message: string }) => {
+        if (payload.chat_message.startsWith("cap:")) reached(payload.chat_message, now());
+      });
+      senders.push(socket);
+    }
+    let members = CAPACITY_SENDERS;
+    let seq = 0;
+    let lastConnectSec = 0;
+    let lastAdded = 0;
+    let lastSize = 0;
+    for (const size of steps) {
+      // filling a room costs O(n²) (every join is announced to the room with userJoined and
+      // counts the members): predict the next fill from the last one and stay within the budget
+      const added = size - members;
+      const predictedMs = lastAdded
+        ? lastConnectSec * 1000 * (added / lastAdded) *
+            ((size + members) / (2 * lastSize - lastAdded)) +
+          10_000
+        : 0;
+      if (Date.now() - started + predictedMs > budgetMs) {
+        result.stoppedBy = "time";
+        say(
+          `capacity: stopping before ${size} clients: filling the room would take ` +
+            `~${Math.round(predictedMs / 1000)} s, beyond the ${budgetMs / 1000} s budget`,
+        );
+        break;
+      }
+      const users: BenchUser[] = [];
+      for (let i = members; i < size; i++) {
+        users.push({ authId: `cap-admin-${i}`, groupId: 1, clientId: 1, offsetMs: 0 });
+      }
+      const t0 = performance.now();
+      await openAll(workers, service.url, { users, lean: true });
+      const connectSec = (performance.now() - t0) / 1000;
+      lastConnectSec = connectSec;
+      lastAdded = added;
+      lastSize = size;
+      members = size;
+      await sleep(500);
+
+      // every worker holds some members; a broadcast is complete when each worker and each sender saw it
+      const broadcast = (sender: Socket): Promise<number> => {
+        const key = `cap:${seq++}`;
+        return new Promise((resolve) => {
+          const timer = setTimeout(() => {
+            pending.delete(key);
+            resolve(Infinity);
+          }, BROADCAST_TIMEOUT_MS);
+          pending.set(key, {
+            t0: now(),
+            waiting: workers.length + senders.length,
+            last: 0,
+            done: (rtt) => {
+              clearTimeout(timer);
+              resolve(rtt);
+            },
+          });
+          sender.emit(
+            "sendMessage",
+            { message: key, chatGroupId: 1, clientId: 1 },
+            (ack: { ok: boolean; code?: string }) => {
+              if (!ack.ok) {
+                errors++;
+                say(`capacity: sendMessage refused: ${ack.code}`);
+                clearTimeout(timer);
+                pending.delete(key);
+                resolve(Infinity);
+              }
+            },
+          );
+        });
+      };
+      const rtts: number[] = [];
+      // one warm-up broadcast per sender, not counted
+      await Promise.all(senders.map((s) => broadcast(s)));
+      await Promise.all(senders.map(async (s) => {
+        for (let i = 0; i < CAPACITY_SAMPLES / CAPACITY_SENDERS; i++) rtts.push(await broadcast(s));
+      }));
+      rtts.sort((a, b) => a - b);
+      const step: CapacityStep = {
+        clients: size,
+        p95Ms: round1(percentile(rtts, CAPACITY_PERCENTILE)),
+        medianMs: round1(percentile(rtts, 50)),
+        maxMs: round1(rtts.at(-1)!),
+        connectSec: round1(connectSec),
+        pass: percentile(rtts, CAPACITY_PERCENTILE) <= CAPACITY_LIMIT_MS,
+      };
+      result.steps.push(step);
+      say(
+        `capacity: ${size} clients in one room: p95 ${step.p95Ms} ms, median ${step.medianMs} ms, ` +
+          `max ${step.maxMs} ms (connected in ${step.connectSec} s) ${step.pass ? "ok" : "FAIL"}`,
+      );
+      if (!step.pass) {
+        result.stoppedBy = "failed";
+        break;
+      }
+      result.clients = size;
+    }
+    const totals = await Promise.all(
+      workers.map((w) => w.request<{ errors: Record<string, number> }>({ cmd: "received" })),
+    );
+    for (const t of totals) errors += Object.values(t.errors).reduce((a, b) => a + b, 0);
+    errors += service.levels.error ?? 0;
+    for (const line of service.problems.slice(0, 5)) say(`capacity: server logged ${line}`);
+    result.errors = errors;
+    return result;
+  } finally {
+    for (const s of senders) s.disconnect();
+    await Promise.all(workers.map((w) => w.request({ cmd: "close" }).catch(() => {})));
+    for (const w of workers) w.terminate();
+    await service.stop();
+  }
+}

@@ -1,0 +1,319 @@
+/**
+ * Client side of the pipeline soak and the room-capacity bench, run as a
+ * Deno `Worker` by pipeline.ts so that the load generator spreads over
+ * threads apart from the coordinating one.
+ *
+ * Every client is a real socket.io-client (WebSocket transport) that
+ * authenticates with an HS256 token minted by src/auth/dev.ts and joins its
+ * chat group with `joinChatGroup` (acked).
+ *
+ * Requests (`{ id, cmd, ... }`, answered by `{ id, ok, result | error }`):
+ * - `open { url, secret, users, concurrency }`: connect and join (adds to
+ *   the clients already open).
+ * - `soak { startAt, durationMs, intervalMs, ackTimeoutMs }`: from `startAt`
+ *   (epoch ms) each client sends `sendMessage` at `startAt + offsetMs +
+ *   k·intervalMs` while before `startAt + durationMs`; answers when every
+ *   send was acked or timed out, with latencies, errors and receptions.
+ * - `openLean { url, secret, users, concurrency }`: the same with lean
+ *   clients: a WebSocket speaking Engine.IO v4 / Socket.IO v5 by hand
+ *   (handshake with `auth: { token }`, acked `joinChatGroup`, pong), which
+ *   only looks for the `cap:` key in `receiveMessage` packets. They cost the
+ *   load generator a fraction of a socket.io-client, so the capacity bench
+ *   measures the server rather than the client threads.
+ * - `received`: receptions of `receiveMessage` counted so far.
+ * - `close`: disconnects every client.
+ *
+ * Unsolicited: `{ event: "got", key, t }` when every client of this worker
+ * has received the `receiveMessage` whose text is `key` (capacity bench:
+ * texts starting with `cap:`).
+ *
+ * @module
+ */
+
+import { io, type Socket, WebSocket as WebSocketTransport } from "socket.io-client";
+import { mintToken } from "../src/auth/dev.ts";
+
+/** One simulated user. */
+export interface BenchUser {
+  authId: string;
+  /** Chat group to join and write to. */
+  groupId: number;
+  /** The group's customer id (sendMessage's `clientId`). */
+  clientId: number;
+  /** Offset of the first send within the interval, ms (soak). */
+  offsetMs: number;
+}
+
+interface Client {
+  user: BenchUser;
+  socket: Socket;
+  closing: boolean;
+}
+
+/** What a soak run reports. */
+export interface SoakReport {
+  sent: number;
+  acked: number;
+  /** Emit → ack, ms, one per acked message. */
+  latencies: number[];
+  /** Error counts by kind (ack code, `timeout`, `disconnect:<reason>`, `error_event:<code>`). */
+  errors: Record<string, number>;
+  /** `receiveMessage` receptions during the run. */
+  received: number;
+}
+
+const scope = self as unknown as {
+  postMessage(message: unknown): void;
+  onmessage: ((event: MessageEvent<Record<string, unknown>>) => void) | null;
+};
+
+const clients: Client[] = [];
+const leanSockets: WebSocket[] = [];
+const errors: Record<string, number> = {};
+let received = 0;
+const capCounts = new Map<string, number>();
+
+function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+function countError(kind: string): void {
+  errors[kind] = (errors[kind] ?? 0) + 1;
+}
+
+function onReceive(payload: { chat_message?: string }): void {
+  received++;
+  const key = payload?.chat_message;
+  if (typeof key !== "string" || !key.startsWith("cap:")) return;
+  countCapKey(key);
+}
+
+function countCapKey(key: string): void {
+  const n = (capCounts.get(key) ?? 0) + 1;
+  if (n >= clients.length + leanSockets.length) {
+    capCounts.delete(key);
+    scope.postMessage({ event: "got", key, t: now() });
+  } else capCounts.set(key, n);
+}
+
+function connectOne(url: string, user: BenchUser, token: string): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const socket: Socket = io(url, {
+      transports: [WebSocketTransport],
+      forceNew: true,
+      reconnection: false,
+      timeout: 60_000,
+      auth: { token },
+    });
+    const client: Client = { user, socket, closing: false };
+    socket.on("receiveMessage", onReceive);
+    socket.on("error", (e: { code?: string }) => countError(`error_event:${e?.code ?? "?"}`));
+    socket.once("connect", async () => {
+      try {
+        const ack = await socket.timeout(60_000).emitWithAck("joinChatGroup", {
+          groupId: user.groupId,
+        });
+        if (!ack?.ok) throw new Error(`joinChatGroup ${user.groupId}: ${ack?.code}`);
+        socket.on("disconnect", (reason: string) => {
+          if (!client.closing) countError(`disconnect:${reason}`);
+        });
+        resolve(client);
+      } catch (error) {
+        socket.disconnect();
+        reject(error);
+      }
+    });
+    socket.once("connect_error", (error: Error) => {
+      socket.disconnect();
+      reject(new Error(`${user.authId}: connect_error ${error.message}`));
+    });
+  });
+}
+
+async function open(command: Record<string, unknown>): Promise<number> {
+  const url = command.url as string;
+  const secret = command.secret as string;
+  const users = command.users as BenchUser[];
+  const concurrency = command.concurrency as number;
+  let next = 0;
+  async function lane(): Promise<void> {
+    while (next < users.length) {
+      const user = users[next++];
+      const token = await mintToken({ authId: user.authId }, { secret });
+      clients.push(await connectOne(url, user, token));
+    }
+  }
+  const lanes: Promise<void>[] = [];
+  for (let i = 0; i < Math.min(concurrency, users.length); i++) lanes.push(lane());
+  await Promise.all(lanes);
+  return clients.length;
+}
+
+const RECEIVE_PREFIX = '42["receiveMessage"';
+const KEY_MARK = '"chat_message":"';
+
+function onLeanData(ws: WebSocket, data: string): void {
+  if (data === "2") {
+    ws.send("3");
+    return;
+  }
+  if (!data.startsWith(RECEIVE_PREFIX)) return;
+  received++;
+  const at = data.indexOf(KEY_MARK);
+  if (at < 0) return;
+  const start = at + KEY_MARK.length;
+  const key = data.slice(start, data.indexOf('"', start));
+  if (key.startsWith("cap:")) countCapKey(key);
+}
+
+function connectLean(url: string, user: BenchUser, token: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(
+      url.replace(/^http/, "ws") + "/socket.io/?EIO=4&transport=websocket",
+    );
+    let state: "open" | "connect" | "join" | "ready" = "open";
+    const timer = setTimeout(
+      () => fail(new Error(`${user.authId}: lean connect timed out`)),
+      60_000,
+    );
+    function fail(error: Error): void {
+      clearTimeout(timer);
+      ws.close();
+      reject(error);
+    }
+    ws.onmessage = (event) => {
+      const data = event.data as string;
+      if (state === "ready") return onLeanData(ws, data);
+      if (data === "2") return void ws.send("3");
+      if (state === "open" && data.startsWith("0")) {
+        state = "connect";
+        ws.send("40" + JSON.stringify({ token }));
+      } else if (state === "connect" && data.startsWith("40")) {
+        state = "join";
+        ws.send('420["joinChatGroup",' + JSON.stringify({ groupId: user.groupId }) + "]");
+      } else if (state === "connect" && data.startsWith("44")) {
+        fail(new Error(`${user.authId}: connect refused ${data}`));
+      } else if (state === "join" && data.startsWith("430")) {
+        if (!data.includes('"ok":true')) return fail(new Error(`${user.authId}: join ${data}`));
+        state = "ready";
+        clearTimeout(timer);
+        ws.onclose = () => countError("disconnect:lean");
+        resolve(ws);
+      }
+    };
+    ws.onerror = () => fail(new Error(`${user.authId}: websocket error`));
+  });
+}
+
+async function openLean(command: Record<string, unknown>): Promise<number> {
+  const url = command.url as string;
+  const secret = command.secret as string;
+  const users = command.users as BenchUser[];
+  const concurrency = command.concurrency as number;
+  let next = 0;
+  async function lane(): Promise<void> {
+    while (next < users.length) {
+      const user = users[next++];
+      const token = await mintToken({ authId: user.authId }, { secret });
+      leanSockets.push(await connectLean(url, user, token));
+    }
+  }
+  const lanes: Promise<void>[] = [];
+  for (let i = 0; i < Math.min(concurrency, users.length); i++) lanes.push(lane());
+  await Promise.all(lanes);
+  return leanSockets.length;
+}
+
+function soak(command: Record<string, unknown>): Promise<SoakReport> {
+  const startAt = command.startAt as number;
+  const durationMs = command.durationMs as number;
+  const intervalMs = command.intervalMs as number;
+  const ackTimeoutMs = command.ackTimeoutMs as number;
+  const endAt = startAt + durationMs;
+  const latencies: number[] = [];
+  const receivedAtStart = received;
+  let sent = 0;
+  let acked = 0;
+  let settled = 0;
+  let scheduled = 0;
+  let seq = 0;
+  return new Promise((resolve) => {
+    let done = false;
+    function finish(): void {
+      if (done || scheduled > 0 || settled < sent) return;
+      done = true;
+      resolve({
+        sent,
+        acked,
+        latencies,
+        errors: { ...errors },
+        received: received - receivedAtStart,
+      });
+    }
+    function sendFrom(client: Client, at: number): void {
+      if (at >= endAt) return;
+      scheduled++;
+      setTimeout(() => {
+        scheduled--;
+        sendFrom(client, at + intervalMs);
+        if (!client.socket.connected) {
+          countError("not_connected");
+        } else {
+          const t0 = now();
+          sent++;
+          client.socket.timeout(ackTimeoutMs).emit("sendMessage", {
+            message: `soak ${client.user.authId} #${seq++} ` + "x".repeat(60),
+            chatGroupId: client.user.groupId,
+            clientId: client.user.clientId,
+          }, (err: Error | null, ack?: { ok: boolean; code?: string }) => {
+            settled++;
+            if (err) countError("timeout");
+            else if (!ack?.ok) countError(`ack:${ack?.code ?? "?"}`);
+            else {
+              acked++;
+              latencies.push(now() - t0);
+            }
+            finish();
+          });
+        }
+        finish();
+      }, Math.max(0, at - Date.now()));
+    }
+    for (const client of clients) sendFrom(client, startAt + client.user.offsetMs);
+    finish();
+  });
+}
+
+async function handle(command: Record<string, unknown>): Promise<unknown> {
+  switch (command.cmd) {
+    case "open":
+      return await open(command);
+    case "openLean":
+      return await openLean(command);
+    case "soak":
+      return await soak(command);
+    case "received":
+      return { received, errors: { ...errors } };
+    case "close":
+      for (const client of clients) {
+        client.closing = true;
+        client.socket.disconnect();
+      }
+      clients.length = 0;
+      for (const ws of leanSockets) {
+        ws.onclose = null;
+        ws.close();
+      }
+      leanSockets.length = 0;
+      return { closed: true };
+  }
+  throw new Error(`unknown command ${String(command.cmd)}`);
+}
+
+scope.onmessage = (event) => {
+  const command = event.data;
+  handle(command).then(
+    (result) => scope.postMessage({ id: command.id, ok: true, result }),
+    (error) => scope.postMessage({ id: command.id, ok: false, error: String(error) }),
+  );
+};
