@@ -137,7 +137,8 @@ Deno.test("deploy: systemd unit of the compiled binary", async (t) => {
     assert.equal(service("Restart"), "on-failure");
     assert.equal(service("KillSignal"), "SIGTERM");
     const shutdownMs = Number(
-      unitEnvironment(unit).SHUTDOWN_TIMEOUT ?? loadConfig({}).shutdownTimeoutMs,
+      unitEnvironment(unit).SHUTDOWN_TIMEOUT ??
+        loadConfig({ APP_ENV: "development" }).shutdownTimeoutMs,
     );
     const stopSec = seconds(service("TimeoutStopSec") ?? "90s");
     assert.ok(stopSec > shutdownMs / 1000 + 2, `TimeoutStopSec ${stopSec}s vs ${shutdownMs} ms`);
