@@ -20,7 +20,7 @@ interface Harness {
   close(): Promise<void>;
 }
 
-async function start(options: EngineOptions = {}, port = 0, bare = false): Promise<Harness> {
+function start(options: EngineOptions = {}, port = 0, bare = false): Harness {
   const engine = new Engine(options);
   const io = new Server();
   if (bare) {

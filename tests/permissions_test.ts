@@ -20,7 +20,7 @@ function compileFlags(): string[] {
   return task.split(/\s+/).filter((arg) => arg.startsWith("--allow-"));
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
@@ -59,7 +59,7 @@ Deno.test("compile permissions: least privilege, and the server runs under exact
   });
 
   const cwd = await Deno.makeTempDir({ prefix: "servana-perm-" });
-  const port = await freePort();
+  const port = freePort();
   const secret = "permissions-test-secret-0123456789abcdef";
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--config", `${rootPath}deno.json`, ...flags, `${rootPath}main.ts`],
