@@ -29,6 +29,8 @@
  * @module
  */
 
+import { retryCommit } from "./kv_retry.ts";
+
 /** Roles that can be online. */
 export type UserType = "client" | "agent" | "admin";
 
@@ -330,23 +332,9 @@ export class Presence {
     return now - record.lastSeen < this.#ttlMs;
   }
 
-  /**
-   * Runs `attempt` until it returns a result; `null` means the commit
-   * conflicted. "database is locked" errors are retried too.
-   */
-  async #retry<T>(attempt: () => Promise<T | null>): Promise<T> {
-    let lastError: unknown = undefined;
-    for (let n = 1; n <= this.#maxAttempts; n++) {
-      try {
-        const result = await attempt();
-        if (result !== null) return result;
-      } catch (error) {
-        if (!isKvBusy(error)) throw error;
-        lastError = error;
-      }
-      if (n > 3) await backoff(n);
-    }
-    throw new Error("presence: too many conflicting commits", { cause: lastError });
+  /** Retries a read-check-commit until it goes through ("presence" in errors). */
+  #retry<T>(attempt: () => Promise<T | null>): Promise<T> {
+    return retryCommit(attempt, { maxAttempts: this.#maxAttempts, what: "presence" });
   }
 }
 
@@ -366,14 +354,4 @@ function validateSocketId(socketId: string): void {
   if (typeof socketId !== "string" || socketId.length === 0) {
     throw new RangeError("presence: socketId must be a non-empty string");
   }
-}
-
-/** Whether a KV error is the transient "database is locked" of a shared SQLite file. */
-function isKvBusy(error: unknown): boolean {
-  return error instanceof Error && /database is (locked|busy)/i.test(error.message);
-}
-
-function backoff(attempt: number): Promise<void> {
-  const ms = Math.random() * Math.min(20, attempt);
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

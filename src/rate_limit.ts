@@ -16,6 +16,8 @@
  * @module
  */
 
+import { retryCommit } from "./kv_retry.ts";
+
 /** A limit: at most `limit` calls in any interval of `windowMs` milliseconds. */
 export interface RateLimitRule {
   limit: number;
@@ -106,27 +108,16 @@ export class RateLimiter {
     validateRule(rule);
     validateKey(key);
     const kvKey: Deno.KvKey = [RATE_LIMIT_PREFIX, ...key];
-    let lastError: unknown = undefined;
-    for (let attempt = 1; attempt <= this.#maxAttempts; attempt++) {
-      try {
-        const entry = await this.#kv.get<RateLimitState>(kvKey);
-        const decision = decide(entry.value, rule, this.#now());
-        if (decision.next === null) return decision.result;
-        const commit = await this.#kv.atomic()
-          .check(entry)
-          .set(kvKey, decision.next, { expireIn: rule.windowMs })
-          .commit();
-        if (commit.ok) return decision.result;
-      } catch (error) {
-        // Several processes on one SQLite file: a writer may hold the lock.
-        if (!isKvBusy(error)) throw error;
-        lastError = error;
-      }
-      if (attempt > 3) await backoff(attempt);
-    }
-    throw new Error(`rate limit: too many conflicting commits on ${JSON.stringify(kvKey)}`, {
-      cause: lastError,
-    });
+    return await retryCommit(async () => {
+      const entry = await this.#kv.get<RateLimitState>(kvKey);
+      const decision = decide(entry.value, rule, this.#now());
+      if (decision.next === null) return decision.result;
+      const commit = await this.#kv.atomic()
+        .check(entry)
+        .set(kvKey, decision.next, { expireIn: rule.windowMs })
+        .commit();
+      return commit.ok ? decision.result : null;
+    }, { maxAttempts: this.#maxAttempts, what: `rate limit ${JSON.stringify(kvKey)}` });
   }
 }
 
@@ -191,16 +182,6 @@ function validateKey(key: readonly RateLimitKeyPart[]): void {
       throw new RangeError("rate limit: key parts must be strings or finite numbers");
     }
   }
-}
-
-/** Whether a KV error is the transient "database is locked" of a shared SQLite file. */
-function isKvBusy(error: unknown): boolean {
-  return error instanceof Error && /database is (locked|busy)/i.test(error.message);
-}
-
-function backoff(attempt: number): Promise<void> {
-  const ms = Math.random() * Math.min(20, attempt);
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Identifier of a user or a chat group in {@linkcode TypingThrottle}. */

@@ -18,6 +18,7 @@
  */
 
 import { ServanaError } from "../errors.ts";
+import { backoff, tryCommit } from "../kv_retry.ts";
 import type {
   AddMessageResult,
   ChatGroup,
@@ -50,27 +51,6 @@ function normalizeDepartments(ids: readonly number[]): number[] {
 
 function conflict(what: string): Error {
   return new Error(`KvStore: too many write conflicts on ${what}`);
-}
-
-/**
- * Commits an atomic operation; false on a failed check or when another
- * process holds the KV file's write lock (SQLite "database is locked"), so
- * that the caller re-reads and retries.
- */
-async function tryCommit(op: Deno.AtomicOperation): Promise<boolean> {
-  try {
-    return (await op.commit()).ok;
-  } catch (error) {
-    if (error instanceof Error && /database is (locked|busy)/i.test(error.message)) return false;
-    throw error;
-  }
-}
-
-/** Short random pause between retries, so that writers on one key spread out. */
-function backoff(attempt: number): Promise<void> {
-  if (attempt < 3) return Promise.resolve();
-  const ms = Math.random() * Math.min(20, attempt);
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Chat data in Deno KV. `close()` closes the KV it was given. */
