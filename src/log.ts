@@ -72,5 +72,5 @@ export function log(level: LogLevel, msg: string, fields: LogFields = {}): void 
  */
 export function security(event: string, fields: LogFields = {}): void {
   const level: LogLevel = event === "auth_success" ? "info" : "warn";
-  log(level, "security", { event, ...fields });
+  log(level, "security", { ...fields, event });
 }
