@@ -17,135 +17,19 @@
 import assert from "node:assert/strict";
 import { Server, type Socket } from "socket.io";
 import { Engine } from "../src/engine/mod.ts";
+import {
+  assertHandshake,
+  assertRefusedWebSocket,
+  PING_INTERVAL,
+  PING_TIMEOUT,
+  type RawSession,
+  rawSession,
+  type RawSocket,
+  sleep,
+} from "./support/raw_protocol.ts";
 
-const PING_INTERVAL = 300;
-const PING_TIMEOUT = 200;
-/** Guard against a hang when an expected frame never comes (not a timing assert). */
-const WAIT_LIMIT = 4_000;
-
-/** A raw WebSocket client that queues frames so none is missed between awaits. */
-class RawSocket {
-  readonly ws: WebSocket;
-  opened = false;
-  readonly closed: Promise<CloseEvent>;
-  #queue: (string | ArrayBuffer)[] = [];
-  #waiters: PromiseWithResolvers<string | ArrayBuffer>[] = [];
-  #isClosed = false;
-
-  constructor(url: string) {
-    this.ws = new WebSocket(url);
-    this.ws.binaryType = "arraybuffer";
-    this.ws.addEventListener("open", () => {
-      this.opened = true;
-    });
-    this.ws.addEventListener("message", (event: MessageEvent) => {
-      const waiter = this.#waiters.shift();
-      if (waiter) waiter.resolve(event.data);
-      else this.#queue.push(event.data);
-    });
-    // a refused handshake reports an error, then a close
-    this.ws.addEventListener("error", () => {});
-    this.closed = new Promise((resolve) => {
-      this.ws.addEventListener("close", (event) => {
-        this.#isClosed = true;
-        for (const waiter of this.#waiters.splice(0)) {
-          waiter.reject(new Error("socket closed, no more frames"));
-        }
-        resolve(event);
-      }, { once: true });
-    });
-  }
-
-  /** Resolves once the WebSocket is open. */
-  waitOpen(): Promise<void> {
-    if (this.opened) return Promise.resolve();
-    return guard(
-      new Promise((resolve, reject) => {
-        this.ws.addEventListener("open", () => resolve(), { once: true });
-        this.ws.addEventListener("close", () => reject(new Error("closed before open")), {
-          once: true,
-        });
-      }),
-      "open",
-    );
-  }
-
-  /** The next frame received (text or ArrayBuffer). */
-  next(): Promise<string | ArrayBuffer> {
-    const queued = this.#queue.shift();
-    if (queued !== undefined) return Promise.resolve(queued);
-    if (this.#isClosed) return Promise.reject(new Error("socket closed, no more frames"));
-    const waiter = Promise.withResolvers<string | ArrayBuffer>();
-    this.#waiters.push(waiter);
-    return guard(waiter.promise, "message");
-  }
-
-  /** The next frame, which must be text. */
-  async nextText(): Promise<string> {
-    const data = await this.next();
-    assert.equal(typeof data, "string", "expected a text frame");
-    return data as string;
-  }
-
-  /** The next `count` frames, skipping server pings (`2`), as the suite does. */
-  async nextPackets(count: number): Promise<(string | ArrayBuffer)[]> {
-    const packets: (string | ArrayBuffer)[] = [];
-    while (packets.length < count) {
-      const data = await this.next();
-      if (data !== "2") packets.push(data);
-    }
-    return packets;
-  }
-
-  /** Resolves when the server (or a refused handshake) closed the socket. */
-  waitClose(): Promise<CloseEvent> {
-    return guard(this.closed, "close");
-  }
-
-  /**
-   * Waits for the server to close the socket while answering its pings, so
-   * that a heartbeat timeout cannot be what closes it.
-   */
-  async waitCloseAnsweringPings(): Promise<CloseEvent> {
-    while (true) {
-      const frame = await this.next().catch(() => null);
-      if (frame === null) return await this.waitClose();
-      if (frame === "2") this.send("3");
-    }
-  }
-
-  send(data: string | Uint8Array): void {
-    this.ws.send(data);
-  }
-
-  /** Closes from our side and waits for the close to complete. */
-  async close(): Promise<void> {
-    if (!this.#isClosed) this.ws.close();
-    await this.closed;
-  }
-}
-
-/** Rejects when `promise` did not settle within {@linkcode WAIT_LIMIT}. */
-function guard<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no ${what} within ${WAIT_LIMIT} ms`)), WAIT_LIMIT);
-  });
-  return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** A running socket.io server (on our Engine) for one case. */
-interface Ctx {
-  /** Opens a raw WebSocket on `/socket.io/` (closed after the case). */
-  ws(query: string): RawSocket;
-  /** A request on `/socket.io/` with a query; returns status and body. */
-  request(query: string, init?: RequestInit): Promise<{ status: number; body: string }>;
-  /** Opens a long-polling session and returns its id. */
-  initLongPollingSession(): Promise<string>;
+/** A running socket.io server (on our Engine) for one case; raw access on `/socket.io/`. */
+interface Ctx extends Omit<RawSession, "closeSockets"> {
   /** WebSocket session connected to the main namespace, `auth` packet consumed. */
   initSocketIOConnection(): Promise<RawSocket>;
 }
@@ -176,22 +60,11 @@ async function withServer(fn: (ctx: Ctx) => Promise<void>): Promise<void> {
   });
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, engine.handler());
   const base = `127.0.0.1:${server.addr.port}/socket.io/`;
-  const sockets: RawSocket[] = [];
+  const session = rawSession(base);
   const ctx: Ctx = {
-    ws(query) {
-      const socket = new RawSocket(`ws://${base}?${query}`);
-      sockets.push(socket);
-      return socket;
-    },
-    async request(query, init) {
-      const res = await fetch(`http://${base}?${query}`, init);
-      return { status: res.status, body: await res.text() };
-    },
-    async initLongPollingSession() {
-      const { status, body } = await ctx.request("EIO=4&transport=polling");
-      assert.equal(status, 200);
-      return JSON.parse(body.substring(1)).sid;
-    },
+    ws: session.ws,
+    request: session.request,
+    initLongPollingSession: session.initLongPollingSession,
     async initSocketIOConnection() {
       const socket = ctx.ws("EIO=4&transport=websocket");
       await socket.next(); // Engine.IO handshake
@@ -205,24 +78,9 @@ async function withServer(fn: (ctx: Ctx) => Promise<void>): Promise<void> {
     await fn(ctx);
   } finally {
     await io.close();
-    await Promise.all(sockets.map((s) => s.close()));
+    await session.closeSockets();
     await server.shutdown();
   }
-}
-
-function assertHandshake(value: Record<string, unknown>, upgrades: string[]): void {
-  assert.deepEqual(Object.keys(value).sort(), [
-    "maxPayload",
-    "pingInterval",
-    "pingTimeout",
-    "sid",
-    "upgrades",
-  ]);
-  assert.equal(typeof value.sid, "string");
-  assert.deepEqual(value.upgrades, upgrades);
-  assert.equal(value.pingInterval, PING_INTERVAL);
-  assert.equal(value.pingTimeout, PING_TIMEOUT);
-  assert.equal(value.maxPayload, 1000000);
 }
 
 /** Checks a Socket.IO CONNECT reply `40[/nsp,]{"sid":…}`. */
@@ -231,13 +89,6 @@ function assertConnectReply(data: string, prefix: string): void {
   const handshake = JSON.parse(data.substring(prefix.length));
   assert.deepEqual(Object.keys(handshake), ["sid"]);
   assert.equal(typeof handshake.sid, "string");
-}
-
-/** A WebSocket handshake the server refuses: the socket never opens, then closes. */
-async function assertRefusedWebSocket(ctx: Ctx, query: string): Promise<void> {
-  const socket = ctx.ws(query);
-  await socket.waitClose();
-  assert.equal(socket.opened, false, `WebSocket with "${query}" should have been refused`);
 }
 
 Deno.test("Socket.IO v5 protocol compliance (socket.io-protocol test-suite)", async (t) => {
