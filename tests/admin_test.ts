@@ -5,9 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { io as connect, type Socket } from "socket.io-client";
+import type { Socket } from "socket.io-client";
 import { setLogSink } from "../src/log.ts";
-import { type RunningApp, startApp } from "./support/server.ts";
+import { connectSocketAs, disconnectAll, eventually, Recorder } from "./support/clients.ts";
+import { startApp } from "./support/server.ts";
 
 const FIXTURE = "demo/fixture.json";
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -17,55 +18,6 @@ interface Stats {
   activeRooms: number;
   totalUsers: number;
   timestamp: string;
-}
-
-/** Every payload (first argument) a socket received for one event, and a way to wait for one. */
-class Recorder<T> {
-  readonly events: T[] = [];
-  #waiters: { predicate: (value: T) => boolean; resolve: (value: T) => void }[] = [];
-
-  constructor(socket: Socket, event: string) {
-    // with connection state recovery a broadcast carries a trailing offset: read the first argument
-    socket.on(event, (value: T) => {
-      this.events.push(value);
-      this.#waiters = this.#waiters.filter((w) => {
-        if (!w.predicate(value)) return true;
-        w.resolve(value);
-        return false;
-      });
-    });
-  }
-
-  /** The first payload from index `from` on that satisfies `predicate` (waits for it). */
-  async waitFor(predicate: (value: T) => boolean, from = 0, timeoutMs = 5000): Promise<T> {
-    const seen = this.events.slice(from).find(predicate);
-    if (seen !== undefined) return seen;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      return await new Promise<T>((resolve, reject) => {
-        this.#waiters.push({ predicate, resolve });
-        timer = setTimeout(() => reject(new Error("timed out waiting for an event")), timeoutMs);
-      });
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-}
-
-async function connectAs(running: RunningApp, authId: string, sockets: Socket[]): Promise<Socket> {
-  const token = await running.app.mintDevToken!(authId);
-  const socket = connect(running.url, {
-    transports: ["websocket"],
-    forceNew: true,
-    reconnection: false,
-    auth: { token },
-  });
-  sockets.push(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", () => resolve());
-    socket.once("connect_error", (err) => reject(err));
-  });
-  return socket;
 }
 
 function assertStats(stats: Stats, expected: Omit<Stats, "timestamp">): void {
@@ -80,30 +32,14 @@ function assertStats(stats: Stats, expected: Omit<Stats, "timestamp">): void {
   assert.match(timestamp, ISO);
 }
 
-async function sleep(ms: number): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function eventually(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await sleep(20);
-  }
-}
-
-function closeAll(sockets: Socket[]): void {
-  for (const s of sockets) s.disconnect();
-}
-
 Deno.test("admin: getRoomStats", async (t) => {
   const running = await startApp({ SEED_FILE: FIXTURE });
   const sockets: Socket[] = [];
   try {
-    const admin = await connectAs(running, "admin-1", sockets);
-    const agent = await connectAs(running, "agent-123", sockets);
-    const agent2 = await connectAs(running, "agent-124", sockets);
-    const client = await connectAs(running, "client-789", sockets);
+    const admin = await connectSocketAs(running, "admin-1", sockets);
+    const agent = await connectSocketAs(running, "agent-123", sockets);
+    const agent2 = await connectSocketAs(running, "agent-124", sockets);
+    const client = await connectSocketAs(running, "client-789", sockets);
     for (
       const [socket, userId, userType] of [
         [admin, 1, "admin"],
@@ -149,7 +85,7 @@ Deno.test("admin: getRoomStats", async (t) => {
       }
     });
   } finally {
-    closeAll(sockets);
+    disconnectAll(sockets);
     await running.close();
   }
 });
@@ -158,9 +94,9 @@ Deno.test("admin: roomStatsUpdate is pushed to admins every ROOM_STATS_INTERVAL,
   const running = await startApp({ SEED_FILE: FIXTURE, ROOM_STATS_INTERVAL: "200" });
   const sockets: Socket[] = [];
   try {
-    const agent = await connectAs(running, "agent-123", sockets);
-    const client = await connectAs(running, "client-789", sockets);
-    const admin = await connectAs(running, "admin-1", sockets);
+    const agent = await connectSocketAs(running, "agent-123", sockets);
+    const client = await connectSocketAs(running, "client-789", sockets);
+    const admin = await connectSocketAs(running, "admin-1", sockets);
     const agentStats = new Recorder<Stats>(agent, "roomStatsUpdate");
     const clientStats = new Recorder<Stats>(client, "roomStatsUpdate");
     const adminStats = new Recorder<Stats>(admin, "roomStatsUpdate");
@@ -178,7 +114,7 @@ Deno.test("admin: roomStatsUpdate is pushed to admins every ROOM_STATS_INTERVAL,
     assert.deepEqual(agentStats.events, []);
     assert.deepEqual(clientStats.events, []);
   } finally {
-    closeAll(sockets);
+    disconnectAll(sockets);
     await running.close();
   }
 });
@@ -191,11 +127,11 @@ Deno.test("admin: disconnectUser", async (t) => {
   const running = await startApp({ SEED_FILE: FIXTURE });
   const sockets: Socket[] = [];
   try {
-    const admin = await connectAs(running, "admin-1", sockets);
-    const agent = await connectAs(running, "agent-123", sockets);
-    const laptop = await connectAs(running, "client-789", sockets);
-    const phone = await connectAs(running, "client-789", sockets);
-    const other = await connectAs(running, "client-790", sockets);
+    const admin = await connectSocketAs(running, "admin-1", sockets);
+    const agent = await connectSocketAs(running, "agent-123", sockets);
+    const laptop = await connectSocketAs(running, "client-789", sockets);
+    const phone = await connectSocketAs(running, "client-789", sockets);
+    const other = await connectSocketAs(running, "client-790", sockets);
     for (const socket of [laptop, phone]) {
       assert.equal(
         (await socket.emitWithAck("userOnline", { userId: 789, userType: "client" })).ok,
@@ -287,7 +223,7 @@ Deno.test("admin: disconnectUser", async (t) => {
       assert.equal(ack.code, "INVALID_DATA");
     });
   } finally {
-    closeAll(sockets);
+    disconnectAll(sockets);
     await running.close();
     setLogSink(previousSink);
   }

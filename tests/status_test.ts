@@ -8,8 +8,9 @@
  */
 
 import assert from "node:assert/strict";
-import { io as connect, type Socket } from "socket.io-client";
+import type { Socket } from "socket.io-client";
 import { PRESENCE_PREFIX } from "../src/presence.ts";
+import { connectSocketAs, disconnectAll, eventually, Recorder } from "./support/clients.ts";
 import { type RunningApp, startApp } from "./support/server.ts";
 
 const FIXTURE = "demo/fixture.json";
@@ -21,59 +22,6 @@ interface OnlineEntry {
   userId: number;
   userType: string;
   lastSeen: string;
-}
-
-/** Every payload (first argument) a socket received for one event, and a way to wait for one. */
-class Recorder<T> {
-  readonly events: T[] = [];
-  #waiters: { predicate: (value: T) => boolean; resolve: (value: T) => void }[] = [];
-
-  constructor(socket: Socket, event: string) {
-    // with connection state recovery a broadcast carries a trailing offset: read the first argument
-    socket.on(event, (value: T) => {
-      this.events.push(value);
-      this.#waiters = this.#waiters.filter((w) => {
-        if (!w.predicate(value)) return true;
-        w.resolve(value);
-        return false;
-      });
-    });
-  }
-
-  /** The first payload from index `from` on that satisfies `predicate` (waits for it). */
-  async waitFor(predicate: (value: T) => boolean, from = 0, timeoutMs = 5000): Promise<T> {
-    const seen = this.events.slice(from).find(predicate);
-    if (seen !== undefined) return seen;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      return await new Promise<T>((resolve, reject) => {
-        this.#waiters.push({ predicate, resolve });
-        timer = setTimeout(() => reject(new Error("timed out waiting for an event")), timeoutMs);
-      });
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-}
-
-async function connectAs(
-  running: RunningApp,
-  authId: string,
-  sockets: Socket[],
-): Promise<Socket> {
-  const token = await running.app.mintDevToken!(authId);
-  const socket = connect(running.url, {
-    transports: ["websocket"],
-    forceNew: true,
-    reconnection: false,
-    auth: { token },
-  });
-  sockets.push(socket);
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", () => resolve());
-    socket.once("connect_error", (err) => reject(err));
-  });
-  return socket;
 }
 
 function ids(users: readonly OnlineEntry[]): number[] {
@@ -104,34 +52,21 @@ async function sleep(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Polls `check` until it returns true (for server-side effects of a client's close). */
-async function eventually(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-    await sleep(20);
-  }
-}
-
 async function socketKeys(kv: Deno.Kv, userId: number): Promise<number> {
   let n = 0;
   for await (const _ of kv.list({ prefix: [PRESENCE_PREFIX, "sockets", userId] })) n++;
   return n;
 }
 
-function closeAll(sockets: Socket[]): void {
-  for (const s of sockets) s.disconnect();
-}
-
 Deno.test("status: userOnline, and who sees whom in onlineUsersUpdate and getOnlineUsers", async (t) => {
   const running = await startApp({ SEED_FILE: FIXTURE });
   const sockets: Socket[] = [];
   try {
-    const admin = await connectAs(running, "admin-1", sockets);
-    const agent = await connectAs(running, "agent-123", sockets);
-    const agent2 = await connectAs(running, "agent-124", sockets);
-    const client = await connectAs(running, "client-789", sockets);
-    const client2 = await connectAs(running, "client-790", sockets);
+    const admin = await connectSocketAs(running, "admin-1", sockets);
+    const agent = await connectSocketAs(running, "agent-123", sockets);
+    const agent2 = await connectSocketAs(running, "agent-124", sockets);
+    const client = await connectSocketAs(running, "client-789", sockets);
+    const client2 = await connectSocketAs(running, "client-790", sockets);
     const all = [
       { socket: admin, userId: 1, userType: "admin" },
       { socket: agent, userId: 123, userType: "agent" },
@@ -211,7 +146,7 @@ Deno.test("status: userOnline, and who sees whom in onlineUsersUpdate and getOnl
       assert.deepEqual(ids(await list.waitFor(() => true)), STAFF_SEES);
     });
   } finally {
-    closeAll(sockets);
+    disconnectAll(sockets);
     await running.close();
   }
 });
@@ -221,12 +156,12 @@ Deno.test("status: a user with two sockets stays online until the last one close
   const running = await startApp({ SEED_FILE: FIXTURE }, { kv });
   const sockets: Socket[] = [];
   try {
-    const admin = await connectAs(running, "admin-1", sockets);
-    const client = await connectAs(running, "client-789", sockets);
+    const admin = await connectSocketAs(running, "admin-1", sockets);
+    const client = await connectSocketAs(running, "client-789", sockets);
     const adminUpdates = new Recorder<{ onlineUsers: OnlineEntry[] }>(admin, "onlineUsersUpdate");
     const clientUpdates = new Recorder<{ onlineUsers: OnlineEntry[] }>(client, "onlineUsersUpdate");
-    const laptop = await connectAs(running, "agent-123", sockets);
-    const phone = await connectAs(running, "agent-123", sockets);
+    const laptop = await connectSocketAs(running, "agent-123", sockets);
+    const phone = await connectSocketAs(running, "agent-123", sockets);
     assert.equal(
       (await laptop.emitWithAck("userOnline", { userId: 123, userType: "agent" })).ok,
       true,
@@ -263,7 +198,7 @@ Deno.test("status: a user with two sockets stays online until the last one close
     assert.deepEqual(await list.waitFor(() => true), []);
     assert.equal(await socketKeys(kv, 123), 0);
   } finally {
-    closeAll(sockets);
+    disconnectAll(sockets);
     await running.close();
   }
 });
@@ -272,10 +207,10 @@ Deno.test("status: userOffline takes the user offline for everyone", async () =>
   const running = await startApp({ SEED_FILE: FIXTURE });
   const sockets: Socket[] = [];
   try {
-    const admin = await connectAs(running, "admin-1", sockets);
-    const agent = await connectAs(running, "agent-123", sockets);
-    const agent2 = await connectAs(running, "agent-124", sockets);
-    const client = await connectAs(running, "client-789", sockets);
+    const admin = await connectSocketAs(running, "admin-1", sockets);
+    const agent = await connectSocketAs(running, "agent-123", sockets);
+    const agent2 = await connectSocketAs(running, "agent-124", sockets);
+    const client = await connectSocketAs(running, "client-789", sockets);
     const observers = [admin, agent2, client];
     const recorders = observers.map((s) =>
       new Recorder<{ onlineUsers: OnlineEntry[] }>(s, "onlineUsersUpdate")
@@ -308,7 +243,7 @@ Deno.test("status: userOffline takes the user offline for everyone", async () =>
     assert.equal(agent.connected, true);
     assert.equal((await agent.emitWithAck("getOnlineUsers")).ok, true);
   } finally {
-    closeAll(sockets);
+    disconnectAll(sockets);
     await running.close();
   }
 });
@@ -323,9 +258,9 @@ Deno.test("status: without userHeartbeat a user expires and the sweep announces 
   const sockets: Socket[] = [];
   let beat: ReturnType<typeof setInterval> | undefined;
   try {
-    const admin = await connectAs(running, "admin-1", sockets);
-    const silent = await connectAs(running, "agent-123", sockets);
-    const alive = await connectAs(running, "agent-124", sockets);
+    const admin = await connectSocketAs(running, "admin-1", sockets);
+    const silent = await connectSocketAs(running, "agent-123", sockets);
+    const alive = await connectSocketAs(running, "agent-124", sockets);
     const updates = new Recorder<{ onlineUsers: OnlineEntry[] }>(admin, "onlineUsersUpdate");
     const beats: Promise<{ ok: boolean }>[] = [];
     assert.equal(
@@ -365,7 +300,7 @@ Deno.test("status: without userHeartbeat a user expires and the sweep announces 
     assert.ok(beats.length > 0);
   } finally {
     clearInterval(beat);
-    closeAll(sockets);
+    disconnectAll(sockets);
     await running.close();
   }
 });
@@ -382,7 +317,7 @@ Deno.test("status: a burst of 30 logins costs far fewer than 30 onlineUsersUpdat
   const running = await startApp({ SEED_FILE: file, RATE_LIMIT_STATUS: "1000" });
   const sockets: Socket[] = [];
   try {
-    const admin = await connectAs(running, "admin-1", sockets);
+    const admin = await connectSocketAs(running, "admin-1", sockets);
     assert.equal(
       (await admin.emitWithAck("userOnline", { userId: 1, userType: "admin" })).ok,
       true,
@@ -390,7 +325,7 @@ Deno.test("status: a burst of 30 logins costs far fewer than 30 onlineUsersUpdat
     const updates = new Recorder<{ onlineUsers: OnlineEntry[] }>(admin, "onlineUsersUpdate");
     await updates.waitFor(sameIds([1]));
     const burst = await Promise.all(
-      Array.from({ length: N }, (_, i) => connectAs(running, `burst-${i}`, sockets)),
+      Array.from({ length: N }, (_, i) => connectSocketAs(running, `burst-${i}`, sockets)),
     );
     const mark = updates.events.length;
     const started = Date.now();
@@ -409,7 +344,7 @@ Deno.test("status: a burst of 30 logins costs far fewer than 30 onlineUsersUpdat
     // the last one lists all of them
     assert.deepEqual(ids(updates.events.at(-1)!.onlineUsers), everyone);
   } finally {
-    closeAll(sockets);
+    disconnectAll(sockets);
     await running.close();
     await Deno.remove(file);
   }
@@ -423,9 +358,9 @@ Deno.test("status: presence holds across two processes sharing one KV", async ()
   const sockets: Socket[] = [];
   try {
     b = await startApp(env);
-    const agentOnA = await connectAs(a, "agent-123", sockets);
-    const adminOnB = await connectAs(b, "admin-1", sockets);
-    const clientOnB = await connectAs(b, "client-789", sockets);
+    const agentOnA = await connectSocketAs(a, "agent-123", sockets);
+    const adminOnB = await connectSocketAs(b, "admin-1", sockets);
+    const clientOnB = await connectSocketAs(b, "client-789", sockets);
     assert.equal(
       (await agentOnA.emitWithAck("userOnline", { userId: 123, userType: "agent" })).ok,
       true,
@@ -448,7 +383,7 @@ Deno.test("status: presence holds across two processes sharing one KV", async ()
       return JSON.stringify(ids(ack.onlineUsers)) === JSON.stringify([789]);
     }, "agent offline as seen from B");
   } finally {
-    closeAll(sockets);
+    disconnectAll(sockets);
     await b?.close();
     await a.close();
     await Deno.remove(dir, { recursive: true });
@@ -464,7 +399,7 @@ Deno.test("status: a socket closed while its userOnline or userHeartbeat is in f
   try {
     // close at various moments while the status write is in flight
     for (let i = 0; i < 40; i++) {
-      const socket = await connectAs(running, "agent-123", sockets);
+      const socket = await connectSocketAs(running, "agent-123", sockets);
       socket.emit(i % 2 ? "userHeartbeat" : "userOnline", { userId: 123, userType: "agent" });
       await sleep(i % 8);
       socket.disconnect();
@@ -485,7 +420,7 @@ Deno.test("status: a socket closed while its userOnline or userHeartbeat is in f
       kv.close();
     }
   } finally {
-    closeAll(sockets);
+    disconnectAll(sockets);
     if (!closed) await running.close();
     await Deno.remove(dir, { recursive: true });
   }

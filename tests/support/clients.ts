@@ -215,3 +215,86 @@ export async function closeAll(
   for (const client of clients) client?.close();
   await running?.close();
 }
+
+/**
+ * Every payload (first argument) one plain socket received for one event,
+ * and a way to wait for one. With connection state recovery a broadcast
+ * carries a trailing offset argument; only the first argument is kept.
+ */
+export class Recorder<T> {
+  /** The payloads received so far, in order. */
+  readonly events: T[] = [];
+  #waiters: { predicate: (value: T) => boolean; resolve: (value: T) => void }[] = [];
+
+  /** Starts recording `event` on `socket`. */
+  constructor(socket: ClientSocket, event: string) {
+    socket.on(event, (value: T) => {
+      this.events.push(value);
+      this.#waiters = this.#waiters.filter((w) => {
+        if (!w.predicate(value)) return true;
+        w.resolve(value);
+        return false;
+      });
+    });
+  }
+
+  /** The first payload from index `from` on that satisfies `predicate` (waits for it). */
+  async waitFor(predicate: (value: T) => boolean, from = 0, timeoutMs = 5000): Promise<T> {
+    const seen = this.events.slice(from).find(predicate);
+    if (seen !== undefined) return seen;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await new Promise<T>((resolve, reject) => {
+        this.#waiters.push({ predicate, resolve });
+        timer = setTimeout(() => reject(new Error("timed out waiting for an event")), timeoutMs);
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/**
+ * Connects a plain socket.io-client socket (websocket transport, no
+ * reconnection) as the fixture user `authId` with a dev token, and pushes it
+ * onto `sockets` for {@linkcode disconnectAll}; resolves once connected.
+ */
+export async function connectSocketAs(
+  running: RunningApp,
+  authId: string,
+  sockets: ClientSocket[],
+): Promise<ClientSocket> {
+  const token = await running.app.mintDevToken!(authId);
+  const socket = connect(running.url, {
+    transports: ["websocket"],
+    forceNew: true,
+    reconnection: false,
+    auth: { token },
+  });
+  sockets.push(socket);
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", () => resolve());
+    socket.once("connect_error", (err) => reject(err));
+  });
+  return socket;
+}
+
+/** Disconnects every plain socket in `sockets`. */
+export function disconnectAll(sockets: ClientSocket[]): void {
+  for (const s of sockets) s.disconnect();
+}
+
+/**
+ * Polls `check` every 20 ms until it returns true (for server-side effects
+ * of a client's action); throws `timed out: <what>` after 5 s.
+ */
+export async function eventually(
+  check: () => Promise<boolean> | boolean,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
