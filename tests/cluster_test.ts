@@ -7,15 +7,15 @@
 
 import assert from "node:assert/strict";
 import type { Socket } from "socket.io-client";
-import { mintToken } from "../src/auth/mod.ts";
 import {
   type Ack,
-  connectClient,
+  clusterEnv,
+  connectAsUser,
   nextEvent,
   request,
-  ROOT_PATH,
   type ServerProcess,
   spawnServer,
+  stopAll,
 } from "./support/processes.ts";
 import { redisAvailable, startRedis } from "./support/redis.ts";
 
@@ -36,22 +36,14 @@ Deno.test({
     const redis = await startRedis();
     const cwd = await Deno.makeTempDir({ prefix: "servana-cluster-" });
     const env = {
-      APP_ENV: "production",
-      SUPABASE_JWT_SECRET: SECRET,
-      KV_PATH: "./data/servana.kv",
-      SEED_FILE: `${ROOT_PATH}demo/fixture.json`,
-      REDIS_URL: redis.url,
+      ...clusterEnv(SECRET, redis.url),
       RATE_LIMIT_MESSAGES: "5",
       RATE_LIMIT_WINDOW: "600000",
-      SHUTDOWN_TIMEOUT: "5000",
     };
     const servers: ServerProcess[] = [];
     const sockets: Socket[] = [];
-    async function as(server: ServerProcess, authId: string, reconnection = false) {
-      const token = await mintToken({ authId }, { secret: SECRET });
-      const socket = await connectClient(server.url, token, { reconnection });
-      sockets.push(socket);
-      return socket;
+    function as(server: ServerProcess, authId: string, reconnection = false): Promise<Socket> {
+      return connectAsUser(server, authId, { secret: SECRET, sockets, reconnection });
     }
     try {
       // one after the other: both load the fixture into the same KV file
@@ -191,8 +183,7 @@ Deno.test({
         }
       });
     } finally {
-      for (const s of sockets) s.disconnect();
-      for (const server of servers) await server.stop();
+      await stopAll(sockets, servers);
       for (const server of servers) {
         const stderr = server.stderr();
         assert.ok(!stderr.includes("NotCapable") && !stderr.includes("PermissionDenied"), stderr);

@@ -10,17 +10,18 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import type { Socket } from "socket.io-client";
-import { mintToken } from "../src/auth/mod.ts";
 import { migrate } from "../src/store/migrate.ts";
 import { postgresAvailable, startPostgres } from "./support/postgres.ts";
 import {
   type Ack,
+  clusterEnv,
+  connectAsUser,
   connectClient,
   nextEvent,
   request,
-  ROOT_PATH,
   type ServerProcess,
   spawnServer,
+  stopAll,
   WAIT_LIMIT,
 } from "./support/processes.ts";
 import { redisAvailable, startRedis } from "./support/redis.ts";
@@ -95,23 +96,13 @@ Deno.test({
     const redis = await startRedis();
     const cwd = await Deno.makeTempDir({ prefix: "servana-faults-" });
     const env = {
-      APP_ENV: "production",
-      SUPABASE_JWT_SECRET: SECRET,
-      KV_PATH: "./data/servana.kv",
-      SEED_FILE: `${ROOT_PATH}demo/fixture.json`,
-      REDIS_URL: redis.url,
+      ...clusterEnv(SECRET, redis.url),
       SOCKET_DEBUG: "true", // shows each reconnection attempt (debug lines)
-      SHUTDOWN_TIMEOUT: "5000",
     };
     const servers: ServerProcess[] = [];
     const sockets: Socket[] = [];
-    async function as(server: ServerProcess, authId: string) {
-      const socket = await connectClient(
-        server.url,
-        await mintToken({ authId }, { secret: SECRET }),
-      );
-      sockets.push(socket);
-      return socket;
+    function as(server: ServerProcess, authId: string): Promise<Socket> {
+      return connectAsUser(server, authId, { secret: SECRET, sockets });
     }
     async function join(socket: Socket, groupId: number) {
       const ack = await request(socket, "joinChatGroup", { groupId });
@@ -227,8 +218,7 @@ Deno.test({
         }
       });
     } finally {
-      for (const s of sockets) s.disconnect();
-      for (const server of servers) await server.stop();
+      await stopAll(sockets, servers);
       await redis.stop();
       await Deno.remove(cwd, { recursive: true });
     }

@@ -7,6 +7,7 @@
  */
 
 import { io as connect, type Socket } from "socket.io-client";
+import { mintToken } from "../../src/auth/mod.ts";
 
 const root = new URL("../../", import.meta.url);
 /** Absolute path of the repository, with a trailing slash. */
@@ -151,4 +152,43 @@ export type Ack = { ok: boolean; code?: string; [key: string]: unknown };
 /** Emits with an ack and a time limit. */
 export function request(socket: Socket, event: string, payload?: unknown): Promise<Ack> {
   return socket.timeout(WAIT_LIMIT).emitWithAck(event, payload) as Promise<Ack>;
+}
+
+/**
+ * Environment of a production-mode process that shares `./data/servana.kv`
+ * (relative to its working directory) and Redis at `redisUrl` with its peers:
+ * HS256 tokens signed with `secret`, the demo fixture as seed, a 5 s shutdown
+ * timeout. Spread it and add what a test needs on top.
+ */
+export function clusterEnv(secret: string, redisUrl: string): Record<string, string> {
+  return {
+    APP_ENV: "production",
+    SUPABASE_JWT_SECRET: secret,
+    KV_PATH: "./data/servana.kv",
+    SEED_FILE: `${ROOT_PATH}demo/fixture.json`,
+    REDIS_URL: redisUrl,
+    SHUTDOWN_TIMEOUT: "5000",
+  };
+}
+
+/**
+ * Connects to `server` as the fixture user `authId` with an HS256 token
+ * signed with `options.secret` (see {@linkcode connectClient}) and pushes the
+ * socket onto `options.sockets` for {@linkcode stopAll}.
+ */
+export async function connectAsUser(
+  server: { url: string },
+  authId: string,
+  options: { secret: string; sockets: Socket[]; reconnection?: boolean },
+): Promise<Socket> {
+  const token = await mintToken({ authId }, { secret: options.secret });
+  const socket = await connectClient(server.url, token, { reconnection: options.reconnection });
+  options.sockets.push(socket);
+  return socket;
+}
+
+/** Disconnects every socket, then stops every server process (SIGKILL), one after the other. */
+export async function stopAll(sockets: Socket[], servers: ServerProcess[]): Promise<void> {
+  for (const s of sockets) s.disconnect();
+  for (const server of servers) await server.stop();
 }
