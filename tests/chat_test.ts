@@ -7,9 +7,9 @@
 
 import assert from "node:assert/strict";
 import { KvStore } from "../src/store/kv_store.ts";
-import { closeAll, connectAs, type TestClient } from "./support/clients.ts";
+import { closeAll, connectAs, type TestClient, withCast } from "./support/clients.ts";
 import { FailingStore } from "./support/failing_store.ts";
-import { type RunningApp, startApp } from "./support/server.ts";
+import { startApp } from "./support/server.ts";
 
 const FIXTURE = { SEED_FILE: "demo/fixture.json" };
 
@@ -47,36 +47,6 @@ function expectedMessage(
     chatGroupId: 456,
     sender: { userId: sender.userId, profile: PROFILES[sender.userId] },
   };
-}
-
-interface Cast {
-  running: RunningApp;
-  agent: TestClient;
-  client: TestClient;
-  otherAgent: TestClient;
-  admin: TestClient;
-}
-
-async function withCast(
-  fn: (cast: Cast) => Promise<void>,
-  env: Record<string, string> = {},
-  options: Parameters<typeof startApp>[1] = {},
-): Promise<void> {
-  const running = await startApp({ ...FIXTURE, ...env }, options);
-  const clients: (TestClient | undefined)[] = [];
-  try {
-    const agent = await connectAs(running, "agent-123");
-    clients.push(agent);
-    const client = await connectAs(running, "client-789");
-    clients.push(client);
-    const otherAgent = await connectAs(running, "agent-124");
-    clients.push(otherAgent);
-    const admin = await connectAs(running, "admin-1");
-    clients.push(admin);
-    await fn({ running, agent, client, otherAgent, admin });
-  } finally {
-    await closeAll(running, clients);
-  }
 }
 
 Deno.test("joinChatGroup: access rules for each role", async (t) => {
@@ -587,8 +557,7 @@ Deno.test("sendMessage: a storage failure is SERVER_ERROR and nothing is broadca
       const history = await agent.expectOk("getMessages", { chatGroupId: 456 });
       assert.equal((history.messages as unknown[]).length, 1);
     },
-    {},
-    { kv, store },
+    { app: { kv, store } },
   );
 });
 

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { setLogSink } from "../src/log.ts";
-import { closeAll, connectAs, type TestClient } from "./support/clients.ts";
+import { closeAll, connectAs, connectUsers, type TestClient } from "./support/clients.ts";
 import { startApp } from "./support/server.ts";
 
 /** A payload field value, wrong in one way. */
@@ -302,10 +302,7 @@ Deno.test("malformed payloads: INVALID_DATA naming the field for every client ev
   const running = await startApp({ SEED_FILE: "demo/fixture.json" });
   const clients: (TestClient | undefined)[] = [];
   try {
-    const agent = await connectAs(running, "agent-123");
-    clients.push(agent);
-    const client = await connectAs(running, "client-789");
-    clients.push(client);
+    const [agent, client] = await connectUsers(running, ["agent-123", "client-789"], clients);
     await agent.join(456);
     await client.join(456);
 
@@ -419,12 +416,11 @@ Deno.test("payload identity spoofing: ACCESS_DENIED and an identity_mismatch log
   const running = await startApp({ SEED_FILE: "demo/fixture.json" });
   const clients: (TestClient | undefined)[] = [];
   try {
-    const agent = await connectAs(running, "agent-123");
-    clients.push(agent);
-    const client = await connectAs(running, "client-789");
-    clients.push(client);
-    const admin = await connectAs(running, "admin-1");
-    clients.push(admin);
+    const [agent, client, admin] = await connectUsers(running, [
+      "agent-123",
+      "client-789",
+      "admin-1",
+    ], clients);
 
     const mismatches = (): Record<string, unknown>[] => {
       return lines.map((l) => JSON.parse(l) as Record<string, unknown>)

@@ -5,21 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import { closeAll, connectAs, type TestClient } from "./support/clients.ts";
-import { startApp } from "./support/server.ts";
+import { type TestClient, withCast } from "./support/clients.ts";
 
 Deno.test("typing and stopTyping: relayed to the other members only", async (t) => {
-  const running = await startApp({ SEED_FILE: "demo/fixture.json" });
-  const clients: (TestClient | undefined)[] = [];
-  try {
-    const agent = await connectAs(running, "agent-123");
-    clients.push(agent);
-    const client = await connectAs(running, "client-789");
-    clients.push(client);
-    const otherAgent = await connectAs(running, "agent-124");
-    clients.push(otherAgent);
-    const admin = await connectAs(running, "admin-1");
-    clients.push(admin);
+  await withCast(async ({ agent, client, otherAgent, admin }) => {
     const everyone = [agent, client, otherAgent, admin];
     await agent.join(456);
     await client.join(456);
@@ -134,7 +123,5 @@ Deno.test("typing and stopTyping: relayed to the other members only", async (t) 
       await client.expectOk("leaveRoom", { chatGroupId: 456 });
       await client.expectError("ACCESS_DENIED", "typing", { chatGroupId: 456 });
     });
-  } finally {
-    await closeAll(running, clients);
-  }
+  });
 });

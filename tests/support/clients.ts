@@ -12,7 +12,7 @@
 
 import assert from "node:assert/strict";
 import { io as connect, type Socket as ClientSocket } from "socket.io-client";
-import type { RunningApp } from "./server.ts";
+import { type RunningApp, startApp } from "./server.ts";
 
 /** Guard against a hang when an expected event never comes (not a timing assert). */
 export const WAIT_LIMIT = 5_000;
@@ -191,6 +191,26 @@ export async function connectAs(running: RunningApp, authId: string): Promise<Te
 }
 
 /**
+ * Connects the fixture users `authIds` one after the other (see
+ * {@linkcode connectAs}), pushing each client onto `clients` as soon as it is
+ * connected so that {@linkcode closeAll} cleans up even when a later connect
+ * fails. Returns the clients in the order of `authIds`.
+ */
+export async function connectUsers(
+  running: RunningApp,
+  authIds: readonly string[],
+  clients: (TestClient | undefined)[],
+): Promise<TestClient[]> {
+  const connected: TestClient[] = [];
+  for (const authId of authIds) {
+    const client = await connectAs(running, authId);
+    clients.push(client);
+    connected.push(client);
+  }
+  return connected;
+}
+
+/**
  * Tries to connect and returns the `connect_error` (asserting the connection
  * was refused).
  */
@@ -296,5 +316,45 @@ export async function eventually(
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/**
+ * The four fixture users most end-to-end tests need, connected to one app:
+ * agent 123 (dept 1), client 789, agent 124 (dept 2) and admin 1.
+ */
+export interface Cast {
+  running: RunningApp;
+  /** `agent-123`, agent of group 456 (dept 1). */
+  agent: TestClient;
+  /** `client-789`, client of group 456. */
+  client: TestClient;
+  /** `agent-124` (dept 2). */
+  otherAgent: TestClient;
+  /** `admin-1`. */
+  admin: TestClient;
+}
+
+/**
+ * Starts the app with demo/fixture.json (plus `options.env`, with
+ * `options.app` for {@linkcode startApp}), connects the {@linkcode Cast},
+ * runs `fn`, then closes every client and the app, whatever happened.
+ */
+export async function withCast(
+  fn: (cast: Cast) => Promise<void>,
+  options: { env?: Record<string, string>; app?: Parameters<typeof startApp>[1] } = {},
+): Promise<void> {
+  const running = await startApp({ SEED_FILE: "demo/fixture.json", ...options.env }, options.app);
+  const clients: (TestClient | undefined)[] = [];
+  try {
+    const [agent, client, otherAgent, admin] = await connectUsers(running, [
+      "agent-123",
+      "client-789",
+      "agent-124",
+      "admin-1",
+    ], clients);
+    await fn({ running, agent, client, otherAgent, admin });
+  } finally {
+    await closeAll(running, clients);
   }
 }
