@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { ServanaError } from "../src/errors.ts";
-import { type LogSink, setLogSink } from "../src/log.ts";
 import type { User } from "../src/store/mod.ts";
 import {
   Authenticator,
@@ -10,6 +9,7 @@ import {
   TokenVerifier,
 } from "../src/auth/mod.ts";
 import {
+  b64url,
   generateSigningKey,
   jwksOf,
   publicKeyPemBytes,
@@ -19,6 +19,7 @@ import {
   tamperSignature,
   unsecuredToken,
 } from "./support/tokens.ts";
+import { captureLog } from "./support/log_capture.ts";
 
 const SECRET = "auth-test-secret-0123456789-0123456789";
 const ISS = "http://127.0.0.1:54321/auth/v1";
@@ -43,24 +44,6 @@ const CLIENT: User = {
   lastName: "Lee",
 };
 
-/** Captures security log lines; restores the previous sink on dispose. */
-function captureLog(): { lines: () => Record<string, unknown>[]; raw: string[]; restore(): void } {
-  const raw: string[] = [];
-  const sink: LogSink = {
-    write(line: string) {
-      raw.push(line);
-    },
-  };
-  const previous = setLogSink(sink);
-  return {
-    raw,
-    lines: () => raw.map((line) => JSON.parse(line) as Record<string, unknown>),
-    restore() {
-      setLogSink(previous);
-    },
-  };
-}
-
 /** A TokenVerifier that counts verify calls. */
 class CountingVerifier extends TokenVerifier {
   calls = 0;
@@ -68,10 +51,6 @@ class CountingVerifier extends TokenVerifier {
     this.calls++;
     return super.verify(token);
   }
-}
-
-function b64url(text: string): string {
-  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 interface Harness {

@@ -10,7 +10,6 @@
 import assert from "node:assert/strict";
 import { decodeJwt } from "jose";
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
-import { type LogSink, setLogSink } from "../src/log.ts";
 import { type RunningApp, startApp } from "./support/server.ts";
 import {
   generateSigningKey,
@@ -22,6 +21,7 @@ import {
   tamperSignature,
   unsecuredToken,
 } from "./support/tokens.ts";
+import { captureLog } from "./support/log_capture.ts";
 
 type ClientOptions = Partial<ManagerOptions & SocketOptions>;
 type Transport = "polling" | "websocket";
@@ -39,31 +39,6 @@ const es256 = await generateSigningKey("ES256", "es-1");
 const rs256 = await generateSigningKey("RS256", "rs-1");
 /** Signs well but is not in the served JWKS. */
 const stranger = await generateSigningKey("ES256", "es-stranger");
-
-/** A log sink collecting every line; `restore()` puts the previous sink back. */
-function captureLog(): {
-  raw: string[];
-  security: (event: string) => Record<string, unknown>[];
-  restore(): void;
-} {
-  const raw: string[] = [];
-  const sink: LogSink = {
-    write(line: string) {
-      raw.push(line);
-    },
-  };
-  const previous = setLogSink(sink);
-  return {
-    raw,
-    security(event: string) {
-      return raw.map((line) => JSON.parse(line) as Record<string, unknown>)
-        .filter((line) => line.msg === "security" && line.event === event);
-    },
-    restore() {
-      setLogSink(previous);
-    },
-  };
-}
 
 /** Rejects after `ms` unless `promise` settles first; always clears its timer. */
 async function within<T>(promise: Promise<T>, what: string, ms = WAIT_MS): Promise<T> {

@@ -10,6 +10,7 @@ import {
 } from "../src/auth/verify.ts";
 import { DEV_JWT_SECRET, mintToken } from "../src/auth/dev.ts";
 import {
+  b64url,
   generateSigningKey,
   jwksOf,
   publicKeyPemBytes,
@@ -32,10 +33,6 @@ async function assertRefused(promise: Promise<unknown>, reason: string): Promise
     assert.deepEqual(error.details, { reason });
     return true;
   });
-}
-
-function b64url(text: string): string {
-  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 Deno.test("TokenVerifier: hostile and valid tokens", async (t) => {

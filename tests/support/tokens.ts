@@ -122,6 +122,11 @@ export function tamperSignature(token: string): string {
   return `${header}.${payload}.${first}${signature.slice(1)}`;
 }
 
+/** Base64url (no padding) of a Latin-1 `text`, as in a JWT's header or payload part. */
+export function b64url(text: string): string {
+  return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
 /** A JWKS served on loopback that counts requests; the served keys can be swapped. */
 export interface JwksServer {
   url: string;
