@@ -18,19 +18,8 @@ import { io as connect, type Socket } from "socket.io-client";
 import { mintToken } from "../src/auth/mod.ts";
 import { setLogSink } from "../src/log.ts";
 import { KvStore } from "../src/store/kv_store.ts";
-import type {
-  AddMessageResult,
-  ChatGroup,
-  ChatGroupCounts,
-  ChatMessage,
-  ChatStore,
-  Department,
-  Fixture,
-  ListMessagesOptions,
-  NewMessage,
-  User,
-} from "../src/store/mod.ts";
 import { MemberClient, type MessagePayload } from "./support/delivery_client.ts";
+import { FailingStore } from "./support/failing_store.ts";
 import { startApp } from "./support/server.ts";
 
 const root = new URL("../", import.meta.url);
@@ -40,62 +29,6 @@ const SECRET = "shutdown-test-secret-0123456789abcdef";
 const GUARD_MS = 15_000;
 
 type Ack = { ok: boolean; [key: string]: unknown };
-
-/** A store whose `addMessage` can be held at the door (an in-flight send). */
-class GatedStore implements ChatStore {
-  readonly kind: "kv" | "postgres";
-  readonly #inner: ChatStore;
-  #gate: { entered: PromiseWithResolvers<void>; open: PromiseWithResolvers<void> } | null = null;
-
-  constructor(inner: ChatStore) {
-    this.#inner = inner;
-    this.kind = inner.kind;
-  }
-
-  /** Holds the next `addMessage`; resolves `entered` when one waits, runs it on `release`. */
-  hold(): { entered: Promise<void>; release: () => void } {
-    const gate = { entered: Promise.withResolvers<void>(), open: Promise.withResolvers<void>() };
-    this.#gate = gate;
-    return { entered: gate.entered.promise, release: () => gate.open.resolve() };
-  }
-
-  async addMessage(message: NewMessage): Promise<AddMessageResult> {
-    const gate = this.#gate;
-    if (gate) {
-      this.#gate = null;
-      gate.entered.resolve();
-      await gate.open.promise;
-    }
-    return await this.#inner.addMessage(message);
-  }
-  getUser(id: number): Promise<User | null> {
-    return this.#inner.getUser(id);
-  }
-  getUserByAuthId(authId: string): Promise<User | null> {
-    return this.#inner.getUserByAuthId(authId);
-  }
-  getDepartment(id: number): Promise<Department | null> {
-    return this.#inner.getDepartment(id);
-  }
-  getChatGroup(id: number): Promise<ChatGroup | null> {
-    return this.#inner.getChatGroup(id);
-  }
-  countChatGroups(): Promise<ChatGroupCounts> {
-    return this.#inner.countChatGroups();
-  }
-  listMessages(chatGroupId: number, options?: ListMessagesOptions): Promise<ChatMessage[]> {
-    return this.#inner.listMessages(chatGroupId, options);
-  }
-  loadFixture(fixture: Fixture): Promise<void> {
-    return this.#inner.loadFixture(fixture);
-  }
-  ping(): Promise<void> {
-    return this.#inner.ping();
-  }
-  close(): Promise<void> {
-    return this.#inner.close();
-  }
-}
 
 function guard<T>(promise: Promise<T>, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -130,7 +63,7 @@ function connectSocket(url: string, token: string, transports: string[]): Socket
 Deno.test("shutdown in-process: 503 and refused handshakes at once, the in-flight send is acked, reconnectable close", async () => {
   const previousSink = setLogSink({ write() {} });
   const kv = await Deno.openKv(":memory:");
-  const store = new GatedStore(new KvStore(kv));
+  const store = new FailingStore(new KvStore(kv));
   const running = await startApp({ SEED_FILE: "demo/fixture.json" }, { kv, store });
   const sockets: Socket[] = [];
   try {
@@ -146,7 +79,7 @@ Deno.test("shutdown in-process: 503 and refused handshakes at once, the in-fligh
       assert.equal(joined.ok, true);
     }
 
-    const gate = store.hold();
+    const gate = store.holdNextAddMessage();
     const received = once<MessagePayload>(agent, "receiveMessage");
     const acked: Promise<Ack | Error> = client.timeout(GUARD_MS).emitWithAck("sendMessage", {
       message: "sent just before the shutdown",

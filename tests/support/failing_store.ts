@@ -1,7 +1,8 @@
 /**
  * Test helper: a {@linkcode ChatStore} that delegates to a real store,
  * whose `addMessage` rejects while `failAddMessage` is set (a storage outage)
- * and whose `getChatGroup` can be held (to close a socket mid-event).
+ * and whose next `getChatGroup` (to close a socket mid-event) or
+ * `addMessage` (an in-flight send) can be held.
  *
  * @module
  */
@@ -19,7 +20,7 @@ import type {
   User,
 } from "../../src/store/mod.ts";
 
-/** A store whose writes of messages can be made to fail. */
+/** A store whose writes of messages can be made to fail or be held. */
 export class FailingStore implements ChatStore {
   /** Delegates' kind. */
   readonly kind: "kv" | "postgres";
@@ -29,6 +30,7 @@ export class FailingStore implements ChatStore {
   refused = 0;
   readonly #inner: ChatStore;
   #hold: { entered: () => void; released: Promise<void> } | null = null;
+  #addHold: { entered: () => void; released: Promise<void> } | null = null;
 
   constructor(inner: ChatStore) {
     this.#inner = inner;
@@ -66,12 +68,28 @@ export class FailingStore implements ChatStore {
   countChatGroups(): Promise<ChatGroupCounts> {
     return this.#inner.countChatGroups();
   }
-  addMessage(message: NewMessage): Promise<AddMessageResult> {
+  /**
+   * Makes the next `addMessage` wait until `release()` is called (an
+   * in-flight send); `entered` resolves once it is waiting.
+   */
+  holdNextAddMessage(): { entered: Promise<void>; release: () => void } {
+    const entered = Promise.withResolvers<void>();
+    const released = Promise.withResolvers<void>();
+    this.#addHold = { entered: entered.resolve, released: released.promise };
+    return { entered: entered.promise, release: released.resolve };
+  }
+  async addMessage(message: NewMessage): Promise<AddMessageResult> {
+    const hold = this.#addHold;
+    if (hold) {
+      this.#addHold = null;
+      hold.entered();
+      await hold.released;
+    }
     if (this.failAddMessage) {
       this.refused++;
-      return Promise.reject(new Error("simulated storage outage: disk I/O error"));
+      throw new Error("simulated storage outage: disk I/O error");
     }
-    return this.#inner.addMessage(message);
+    return await this.#inner.addMessage(message);
   }
   listMessages(chatGroupId: number, options?: ListMessagesOptions): Promise<ChatMessage[]> {
     return this.#inner.listMessages(chatGroupId, options);
