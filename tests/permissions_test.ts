@@ -10,22 +10,9 @@
 import assert from "node:assert/strict";
 import { io as connect, type Socket } from "socket.io-client";
 import { mintToken } from "../src/auth/mod.ts";
+import { compileFlags, freePort, ROOT_PATH } from "./support/processes.ts";
 
 const root = new URL("../", import.meta.url);
-const rootPath = decodeURIComponent(root.pathname);
-
-function compileFlags(): string[] {
-  const config = JSON.parse(Deno.readTextFileSync(new URL("deno.json", root)));
-  const task: string = config.tasks.compile;
-  return task.split(/\s+/).filter((arg) => arg.startsWith("--allow-"));
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
 
 async function waitReady(url: string, child: Deno.ChildProcess): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -62,14 +49,14 @@ Deno.test("compile permissions: least privilege, and the server runs under exact
   const port = freePort();
   const secret = "permissions-test-secret-0123456789abcdef";
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--config", `${rootPath}deno.json`, ...flags, `${rootPath}main.ts`],
+    args: ["run", "--config", `${ROOT_PATH}deno.json`, ...flags, `${ROOT_PATH}main.ts`],
     cwd,
     env: {
       APP_ENV: "production",
       HOST: "127.0.0.1",
       PORT: String(port),
       KV_PATH: "./data/servana.kv",
-      SEED_FILE: `${rootPath}demo/fixture.json`,
+      SEED_FILE: `${ROOT_PATH}demo/fixture.json`,
       SUPABASE_JWT_SECRET: secret,
       SHUTDOWN_TIMEOUT: "5000",
       NO_COLOR: "1",

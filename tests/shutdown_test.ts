@@ -20,10 +20,9 @@ import { setLogSink } from "../src/log.ts";
 import { KvStore } from "../src/store/kv_store.ts";
 import { MemberClient, type MessagePayload } from "./support/delivery_client.ts";
 import { FailingStore } from "./support/failing_store.ts";
+import { compileFlags, freePort, ROOT_PATH } from "./support/processes.ts";
 import { startApp } from "./support/server.ts";
 
-const root = new URL("../", import.meta.url);
-const rootPath = decodeURIComponent(root.pathname);
 const GROUP = 456;
 const SECRET = "shutdown-test-secret-0123456789abcdef";
 const GUARD_MS = 15_000;
@@ -133,19 +132,6 @@ Deno.test("shutdown in-process: 503 and refused handshakes at once, the in-fligh
 
 // ---- child processes of main.ts -------------------------------------------------
 
-function compileFlags(): string[] {
-  const config = JSON.parse(Deno.readTextFileSync(new URL("deno.json", root)));
-  const task: string = config.tasks.compile;
-  return task.split(/\s+/).filter((arg) => arg.startsWith("--allow-"));
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
-}
-
 /** `main.ts` running in a child process. */
 interface Child {
   process: Deno.ChildProcess;
@@ -155,14 +141,14 @@ interface Child {
 
 function spawnServer(cwd: string, port: number): Child {
   const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--config", `${rootPath}deno.json`, ...compileFlags(), `${rootPath}main.ts`],
+    args: ["run", "--config", `${ROOT_PATH}deno.json`, ...compileFlags(), `${ROOT_PATH}main.ts`],
     cwd,
     env: {
       APP_ENV: "production",
       HOST: "127.0.0.1",
       PORT: String(port),
       KV_PATH: "./data/servana.kv",
-      SEED_FILE: `${rootPath}demo/fixture.json`,
+      SEED_FILE: `${ROOT_PATH}demo/fixture.json`,
       SUPABASE_JWT_SECRET: SECRET,
       RATE_LIMIT_MESSAGES: "4000",
       RATE_LIMIT_WINDOW: "1000",
