@@ -175,7 +175,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       failLimit: e.AUTH_FAIL_LIMIT,
       expiryWarningSec: e.TOKEN_EXPIRY_WARNING,
     },
-    kvPath: e.KV_PATH ?? null,
+    // Deno Deploy: its attached KV (no path); elsewhere a file inside the binary's write scope
+    kvPath: e.KV_PATH ?? (env.DENO_DEPLOYMENT_ID ? null : "./data/servana.kv"),
     databaseUrl: e.DATABASE_URL ?? null,
     seedFile: e.SEED_FILE ?? null,
     maxMessageLength: e.MAX_MESSAGE_LENGTH,

@@ -42,7 +42,9 @@ Deno.test("defaults", () => {
     failLimit: 20,
     expiryWarningSec: 60,
   });
-  assert.equal(config.kvPath, null);
+  assert.equal(config.kvPath, "./data/servana.kv");
+  // on Deno Deploy: the attached KV database
+  assert.equal(loadConfig({ APP_ENV: "development", DENO_DEPLOYMENT_ID: "abc" }).kvPath, null);
   assert.equal(config.databaseUrl, null);
   assert.equal(config.seedFile, null);
   assert.equal(config.maxMessageLength, 5000);
