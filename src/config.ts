@@ -44,6 +44,8 @@ export interface Config {
   rateLimits: {
     messagesPerWindow: number;
     statusPerWindow: number;
+    /** Read requests per minute per socket (burst: a quarter of it). */
+    readsPerMinute: number;
     windowMs: number;
     typingIntervalMs: number;
   };
@@ -113,6 +115,7 @@ const schema = z.object({
   RATE_LIMIT_MESSAGES: int(1, MAX_RATE_LIMIT).default(30),
   RATE_LIMIT_STATUS: int(1, MAX_RATE_LIMIT).default(10),
   RATE_LIMIT_WINDOW: int(100).default(60_000),
+  RATE_LIMIT_READS: int(4, 100_000).default(240),
   TYPING_THROTTLE: int(0).default(1000),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, "a redis:// URL").optional(),
   SOCKET_RECOVERY_WINDOW: int(0).default(120_000),
@@ -184,6 +187,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     rateLimits: {
       messagesPerWindow: e.RATE_LIMIT_MESSAGES,
       statusPerWindow: e.RATE_LIMIT_STATUS,
+      readsPerMinute: e.RATE_LIMIT_READS,
       windowMs: e.RATE_LIMIT_WINDOW,
       typingIntervalMs: e.TYPING_THROTTLE,
     },

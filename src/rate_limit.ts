@@ -288,3 +288,54 @@ export class TypingThrottle {
     return this.#size;
   }
 }
+
+/** Options of {@linkcode TokenBucket}. */
+export interface TokenBucketOptions {
+  /** Most requests in a burst. */
+  capacity: number;
+  /** Requests regained per second. */
+  refillPerSec: number;
+  /** Clock, ms (tests). */
+  now?: () => number;
+}
+
+/**
+ * An in-memory token bucket for one socket's read requests (`joinChatGroup`,
+ * `getMessages`, `getOnlineUsers`, `getRoomStats`): bursts up to `capacity`,
+ * then `refillPerSec`. Lives and dies with the socket, so it leaves nothing
+ * behind.
+ */
+export class TokenBucket {
+  readonly #capacity: number;
+  readonly #refillPerMs: number;
+  readonly #now: () => number;
+  #tokens: number;
+  #updated: number;
+
+  constructor(options: TokenBucketOptions) {
+    if (!(options.capacity >= 1) || !(options.refillPerSec > 0)) {
+      throw new RangeError("token bucket: capacity ≥ 1 and refillPerSec > 0");
+    }
+    this.#capacity = options.capacity;
+    this.#refillPerMs = options.refillPerSec / 1000;
+    this.#now = options.now ?? Date.now;
+    this.#tokens = options.capacity;
+    this.#updated = this.#now();
+  }
+
+  /** Takes one token: 0 when allowed, else the ms until one is available. */
+  take(): number {
+    const now = this.#now();
+    this.#tokens = Math.min(
+      this.#capacity,
+      this.#tokens + (now - this.#updated) * this.#refillPerMs,
+    );
+    this.#updated = now;
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1;
+      return 0;
+    }
+    // the epsilon keeps float noise (0.998 tokens → 1.0000000000000009 ms) from adding a ms
+    return Math.max(1, Math.ceil((1 - this.#tokens) / this.#refillPerMs - 1e-9));
+  }
+}

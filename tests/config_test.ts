@@ -52,6 +52,7 @@ Deno.test("defaults", () => {
   assert.deepEqual(config.rateLimits, {
     messagesPerWindow: 30,
     statusPerWindow: 10,
+    readsPerMinute: 240,
     windowMs: 60_000,
     typingIntervalMs: 1000,
   });
@@ -92,6 +93,7 @@ Deno.test("values are parsed", async (t) => {
       TOKEN_EXPIRY_WARNING: "2",
       RATE_LIMIT_MESSAGES: "5",
       RATE_LIMIT_STATUS: "6",
+      RATE_LIMIT_READS: "120",
       RATE_LIMIT_WINDOW: "1000",
       TYPING_THROTTLE: "0",
       SOCKET_RECOVERY_WINDOW: "0",
@@ -110,6 +112,7 @@ Deno.test("values are parsed", async (t) => {
     assert.deepEqual(config.rateLimits, {
       messagesPerWindow: 5,
       statusPerWindow: 6,
+      readsPerMinute: 120,
       windowMs: 1000,
       typingIntervalMs: 0,
     });

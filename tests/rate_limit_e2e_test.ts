@@ -171,3 +171,30 @@ Deno.test("rate limits: 30 messages, 10 status updates per window; typing unlimi
     setLogSink(previous);
   }
 });
+
+Deno.test("read requests: a per-socket budget, other sockets unaffected", async () => {
+  // 60 per minute: a burst of 15, then one per second
+  const running = await startApp({ SEED_FILE: "demo/fixture.json", RATE_LIMIT_READS: "60" });
+  const clients: (TestClient | undefined)[] = [];
+  try {
+    const agent = await connectAs(running, "agent-123");
+    clients.push(agent);
+    const other = await connectAs(running, "agent-123");
+    clients.push(other);
+    const acks = [];
+    for (let i = 0; i < 15; i++) acks.push(await agent.request("getOnlineUsers"));
+    assert.deepEqual(acks.filter((a) => a.ok !== true), []);
+    const { error } = await agent.expectError("RATE_LIMIT_EXCEEDED", "getMessages", {
+      chatGroupId: 456,
+    });
+    const wait = (error.details as { retryAfterMs: number }).retryAfterMs;
+    assert.ok(wait > 0 && wait <= 1000, String(wait));
+    await agent.expectError("RATE_LIMIT_EXCEEDED", "joinChatGroup", { groupId: 456 });
+    // the user's other socket has its own budget
+    await other.expectOk("getOnlineUsers");
+    await delay(wait + 50);
+    await agent.expectOk("joinChatGroup", { groupId: 456 });
+  } finally {
+    await closeAll(running, clients);
+  }
+});

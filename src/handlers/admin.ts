@@ -12,7 +12,13 @@ import { ServanaError } from "../errors.ts";
 import { log, security } from "../log.ts";
 import type { Presence } from "../presence.ts";
 import type { ChatStore } from "../store/mod.ts";
-import { type EventContext, idSchema, noPayloadSchema, onEvent } from "./context.ts";
+import {
+  enforceReadBudget,
+  type EventContext,
+  idSchema,
+  noPayloadSchema,
+  onEvent,
+} from "./context.ts";
 
 /** `disconnectUser { userId, reason? }` */
 export const disconnectUserSchema = z.object({
@@ -60,6 +66,7 @@ export function registerAdminHandlers(ctx: EventContext): void {
     schema: noPayloadSchema,
     handler: async (_payload, { socket, services }) => {
       requireAdmin(ctx, "getRoomStats");
+      enforceReadBudget(ctx, "getRoomStats");
       const stats = await roomStats(services.store, services.presence);
       socket.emit("roomStatsUpdate", stats);
       return { stats };

@@ -13,6 +13,7 @@ import type { ChatGroup, ChatMessage, User } from "../store/mod.ts";
 import {
   assertSelf,
   enforceRateLimit,
+  enforceReadBudget,
   type EventContext,
   idSchema,
   onEvent,
@@ -103,6 +104,7 @@ export function registerChatHandlers(ctx: EventContext): void {
     schema: joinChatGroupSchema,
     handler: async (payload) => {
       assertSelf(ctx, "joinChatGroup", payload);
+      enforceReadBudget(ctx, "joinChatGroup");
       const group = await loadGroup(ctx, payload.groupId);
       if (!canAccessChatGroup(user, group)) {
         denyAccess(ctx, "joinChatGroup", group.id, "not_allowed");
@@ -226,6 +228,7 @@ export function registerChatHandlers(ctx: EventContext): void {
   onEvent(ctx, "getMessages", {
     schema: getMessagesSchema,
     handler: async (payload) => {
+      enforceReadBudget(ctx, "getMessages");
       const group = await loadGroup(ctx, payload.chatGroupId);
       if (!canAccessChatGroup(user, group)) {
         denyAccess(ctx, "getMessages", group.id, "not_allowed");

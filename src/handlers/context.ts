@@ -17,7 +17,7 @@ import { log, security } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Presence } from "../presence.ts";
 import type { PresenceFeed } from "../presence_feed.ts";
-import type { RateLimiter, TypingThrottle } from "../rate_limit.ts";
+import type { RateLimiter, TokenBucket, TypingThrottle } from "../rate_limit.ts";
 import type { ChatStore, User } from "../store/mod.ts";
 
 /** Per-process services the handlers share. */
@@ -50,6 +50,8 @@ export interface EventContext {
   socket: AppSocket;
   user: User;
   services: Services;
+  /** This socket's budget for read requests. */
+  reads: TokenBucket;
 }
 
 /** An ack reply: `{ ok: true, ... }` or `{ ok: false, code, message, details? }`. */
@@ -160,6 +162,16 @@ export async function enforceRateLimit(
     kind === "message" ? "Too many messages, please slow down" : "Too many status updates",
     { details: { retryAfterMs: result.retryAfterMs } },
   );
+}
+
+/** Takes one read request from the socket's budget or throws RATE_LIMIT_EXCEEDED. */
+export function enforceReadBudget(ctx: EventContext, event: string): void {
+  const retryAfterMs = ctx.reads.take();
+  if (retryAfterMs === 0) return;
+  ctx.services.metrics.rateLimitHits.inc({ event });
+  throw new ServanaError("RATE_LIMIT_EXCEEDED", "Too many requests", {
+    details: { retryAfterMs },
+  });
 }
 
 /** Sends an `error` event and, when given, a failed ack. */

@@ -6,6 +6,7 @@
  */
 
 import type { Server } from "socket.io";
+import { TokenBucket } from "../rate_limit.ts";
 import { registerAdminHandlers } from "./admin.ts";
 import { registerChatHandlers } from "./chat.ts";
 import type { AppSocket, EventContext, Services } from "./context.ts";
@@ -22,7 +23,16 @@ export function registerHandlers(io: Server, services: Services): void {
   nsp.use(authMiddleware(services) as never);
   nsp.on("connection", (raw) => {
     const socket = raw as unknown as AppSocket;
-    const ctx: EventContext = { socket, user: socket.data.user, services };
+    const perMinute = services.config.rateLimits.readsPerMinute;
+    const ctx: EventContext = {
+      socket,
+      user: socket.data.user,
+      services,
+      reads: new TokenBucket({
+        capacity: Math.max(1, perMinute / 4),
+        refillPerSec: perMinute / 60,
+      }),
+    };
     startSession(ctx);
     registerStatusHandlers(ctx);
     registerChatHandlers(ctx);

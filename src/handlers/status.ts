@@ -12,6 +12,7 @@ import { visibleTo } from "../presence_feed.ts";
 import {
   assertSelf,
   enforceRateLimit,
+  enforceReadBudget,
   type EventContext,
   idSchema,
   noPayloadSchema,
@@ -106,6 +107,7 @@ export function registerStatusHandlers(ctx: EventContext): void {
   onEvent(ctx, "getOnlineUsers", {
     schema: noPayloadSchema,
     handler: async (_payload, { socket, user, services }) => {
+      enforceReadBudget(ctx, "getOnlineUsers");
       const users = visibleTo(user.role, await services.presence.list());
       socket.emit("onlineUsersList", users);
       return { onlineUsers: users };
