@@ -136,13 +136,13 @@ const SECRET_VARIABLES: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Parses environment variables into a {@linkcode Config}. Empty strings count
+ * Parses environment variables into a {@linkcode Config}. Values are trimmed; empty ones count
  * as unset. Throws {@linkcode ConfigError} naming the first bad variable.
  */
 export function loadConfig(env: Record<string, string | undefined>): Config {
   const input: Record<string, string> = {};
   for (const key of CONFIG_VARIABLES) {
-    const value = env[key];
+    const value = env[key]?.trim();
     if (value !== undefined && value !== "") input[key] = value;
   }
   const parsed = schema.safeParse(input);

@@ -9,10 +9,10 @@
 import { Server, type ServerOptions } from "socket.io";
 import {
   Authenticator,
-  DEV_JWT_SECRET,
   FailLimiter,
   mintToken,
   TokenVerifier,
+  verifierOptionsFor,
 } from "./auth/mod.ts";
 import type { Config } from "./config.ts";
 import { demoRoutes } from "./demo/mod.ts";
@@ -82,18 +82,10 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     log("info", "fixture loaded", { file: config.seedFile });
   }
 
-  const devSecret = config.appEnv === "development" && !config.auth.jwtSecret &&
-      !config.auth.jwksUrl
-    ? DEV_JWT_SECRET
-    : null;
-  const secret = config.auth.jwtSecret ?? devSecret ?? undefined;
-  const verifier = new TokenVerifier({
-    secret,
-    jwksUrl: config.auth.jwksUrl ?? undefined,
-    issuer: config.auth.issuer ?? undefined,
-    audience: config.auth.audience,
-  });
-  if (devSecret) log("warn", "using the insecure development JWT secret");
+  const { options: verifierOptions, usingDevSecret } = verifierOptionsFor(config);
+  const verifier = new TokenVerifier(verifierOptions);
+  if (usingDevSecret) log("warn", "using the insecure development JWT secret");
+  const secret = verifierOptions.secret;
 
   const engine = new Engine({
     pingInterval: config.heartbeatInterval,

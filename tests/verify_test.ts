@@ -6,8 +6,9 @@ import {
   jwksUrlFor,
   TokenVerifier,
   type TokenVerifierOptions,
-  verifierOptionsFromEnv,
+  verifierOptionsFor,
 } from "../src/auth/verify.ts";
+import { loadConfig } from "../src/config.ts";
 import { DEV_JWT_SECRET, mintToken } from "../src/auth/dev.ts";
 import {
   b64url,
@@ -479,9 +480,9 @@ Deno.test("jwksUrlFor and issuerFor", () => {
   assert.equal(issuerFor("https://abc.supabase.co"), "https://abc.supabase.co/auth/v1");
 });
 
-Deno.test("verifierOptionsFromEnv", async (t) => {
+Deno.test("verifierOptionsFor", async (t) => {
   await t.step("development without key sources uses the dev secret", () => {
-    const { options, usingDevSecret } = verifierOptionsFromEnv({});
+    const { options, usingDevSecret } = verifierOptionsFor(loadConfig({ APP_ENV: "development" }));
     assert.equal(usingDevSecret, true);
     assert.deepEqual(options, {
       secret: DEV_JWT_SECRET,
@@ -492,16 +493,21 @@ Deno.test("verifierOptionsFromEnv", async (t) => {
 
   await t.step("production without key sources refuses to start", () => {
     assert.throws(
-      () => verifierOptionsFromEnv({ APP_ENV: "production", SUPABASE_JWT_SECRET: "  " }),
+      () => loadConfig({ APP_ENV: "production", SUPABASE_JWT_SECRET: "  " }),
+      /SUPABASE_JWT_SECRET/,
+    );
+    const development = loadConfig({ APP_ENV: "development" });
+    assert.throws(
+      () => verifierOptionsFor({ ...development, appEnv: "production" }),
       /SUPABASE_JWT_SECRET/,
     );
   });
 
   await t.step("SUPABASE_URL derives JWKS and issuer", () => {
-    const { options, usingDevSecret } = verifierOptionsFromEnv({
+    const { options, usingDevSecret } = verifierOptionsFor(loadConfig({
       APP_ENV: "production",
       SUPABASE_URL: "https://abc.supabase.co",
-    });
+    }));
     assert.equal(usingDevSecret, false);
     assert.deepEqual(options, {
       secret: undefined,
@@ -512,13 +518,13 @@ Deno.test("verifierOptionsFromEnv", async (t) => {
   });
 
   await t.step("explicit variables win", () => {
-    const { options } = verifierOptionsFromEnv({
+    const { options } = verifierOptionsFor(loadConfig({
       SUPABASE_URL: "https://abc.supabase.co",
       SUPABASE_JWT_SECRET: "s3cret",
       SUPABASE_JWKS_URL: "https://keys.example/jwks.json",
       JWT_ISSUER: "https://issuer.example",
       JWT_AUDIENCE: "servana",
-    });
+    }));
     assert.deepEqual(options, {
       secret: "s3cret",
       jwksUrl: "https://keys.example/jwks.json",

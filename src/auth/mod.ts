@@ -38,8 +38,8 @@ export {
   TokenVerifier,
   type TokenVerifierOptions,
   type VerifiedClaims,
-  type VerifierEnvConfig,
-  verifierOptionsFromEnv,
+  verifierOptionsFor,
+  type VerifierSettings,
   type VerifyFailureReason,
 } from "./verify.ts";
 

@@ -19,6 +19,7 @@
  * @module
  */
 
+import type { Config } from "../config.ts";
 import {
   createLocalJWKSet,
   decodeProtectedHeader,
@@ -131,46 +132,36 @@ export function issuerFor(supabaseUrl: string): string {
   return `${trimSlash(supabaseUrl)}/auth/v1`;
 }
 
-/** Result of {@linkcode verifierOptionsFromEnv}. */
-export interface VerifierEnvConfig {
+/** Result of {@linkcode verifierOptionsFor}. */
+export interface VerifierSettings {
   options: TokenVerifierOptions;
   /** True when the insecure {@linkcode DEV_JWT_SECRET} is in use (warn at start). */
   usingDevSecret: boolean;
 }
 
 /**
- * Builds verifier options from the environment: `SUPABASE_JWT_SECRET`,
- * `SUPABASE_JWKS_URL` (else derived from `SUPABASE_URL`), `JWT_ISSUER` (else
- * `${SUPABASE_URL}/auth/v1` when `SUPABASE_URL` is set), `JWT_AUDIENCE`
- * (default `authenticated`), `APP_ENV`. In production (`APP_ENV=production`)
- * it throws when there is neither a secret nor a JWKS source; outside
- * production with no key source it uses the insecure development secret.
- * Empty values count as unset.
+ * Verifier options from the service's configuration (`src/config.ts` has
+ * already read `SUPABASE_JWT_SECRET`, the JWKS URL, issuer and audience). In
+ * development with no key source the insecure development secret is used; in
+ * production that throws.
  */
-export function verifierOptionsFromEnv(
-  env: Readonly<Record<string, string | undefined>>,
-): VerifierEnvConfig {
-  const get = (name: string): string | undefined => {
-    const value = env[name]?.trim();
-    return value === undefined || value === "" ? undefined : value;
-  };
-  const supabaseUrl = get("SUPABASE_URL");
-  const secret = get("SUPABASE_JWT_SECRET");
-  const jwksUrl = get("SUPABASE_JWKS_URL") ??
-    (supabaseUrl !== undefined ? jwksUrlFor(supabaseUrl) : undefined);
-  const issuer = get("JWT_ISSUER") ??
-    (supabaseUrl !== undefined ? issuerFor(supabaseUrl) : undefined);
-  const audience = get("JWT_AUDIENCE") ?? DEFAULT_AUDIENCE;
-  const production = get("APP_ENV") === "production";
-  if (secret === undefined && jwksUrl === undefined) {
-    if (production) {
+export function verifierOptionsFor(
+  config: Pick<Config, "appEnv" | "auth">,
+): VerifierSettings {
+  const { jwtSecret, jwksUrl, issuer, audience } = config.auth;
+  const common = { issuer: issuer ?? undefined, audience };
+  if (jwtSecret === null && jwksUrl === null) {
+    if (config.appEnv === "production") {
       throw new Error(
         "APP_ENV=production needs SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL (or SUPABASE_URL) to verify tokens",
       );
     }
-    return { options: { secret: DEV_JWT_SECRET, issuer, audience }, usingDevSecret: true };
+    return { options: { secret: DEV_JWT_SECRET, ...common }, usingDevSecret: true };
   }
-  return { options: { secret, jwksUrl, issuer, audience }, usingDevSecret: false };
+  return {
+    options: { secret: jwtSecret ?? undefined, jwksUrl: jwksUrl ?? undefined, ...common },
+    usingDevSecret: false,
+  };
 }
 
 /**
