@@ -6,7 +6,6 @@
  */
 
 import { z } from "zod";
-import { roomsOnConnect } from "../access.ts";
 import { log } from "../log.ts";
 import { visibleTo } from "../presence_feed.ts";
 import {
@@ -57,9 +56,8 @@ export function registerStatusHandlers(ctx: EventContext): void {
       await enforceRateLimit(ctx, "status", "userOnline");
       const changed = await markOnline(ctx);
       if (changed) services.presenceFeed.changed();
-      // closed meanwhile: joining would leave the dead socket in the adapter's rooms
+      // closed meanwhile: nothing to tell it (its rooms were joined on connection)
       if (socket.disconnected) return { status: "offline" };
-      socket.join(roomsOnConnect(user));
       socket.emit("userStatusUpdated", {
         userId: user.id,
         status: "online",
