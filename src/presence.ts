@@ -252,17 +252,13 @@ export class Presence {
    */
   async list(): Promise<OnlineUser[]> {
     const users: OnlineUser[] = [];
-    const entries = this.#kv.list<PresenceRecord>(
-      { prefix: [PRESENCE_PREFIX, "users"] },
-      { batchSize: 1000 },
-    );
     const now = this.#now();
-    for await (const entry of entries) {
-      if (!this.#isLive(entry.value, now)) continue;
+    for await (const { userId, record } of this.#userRecords()) {
+      if (!this.#isLive(record, now)) continue;
       users.push({
-        userId: entry.key[2] as number,
-        userType: entry.value.userType,
-        lastSeen: new Date(entry.value.lastSeen).toISOString(),
+        userId,
+        userType: record.userType,
+        lastSeen: new Date(record.lastSeen).toISOString(),
       });
     }
     return users;
@@ -283,13 +279,9 @@ export class Presence {
    */
   async sweep(): Promise<number[]> {
     const candidates: number[] = [];
-    const entries = this.#kv.list<PresenceRecord>(
-      { prefix: [PRESENCE_PREFIX, "users"] },
-      { batchSize: 1000 },
-    );
     const now = this.#now();
-    for await (const entry of entries) {
-      if (!this.#isLive(entry.value, now)) candidates.push(entry.key[2] as number);
+    for await (const { userId, record } of this.#userRecords()) {
+      if (!this.#isLive(record, now)) candidates.push(userId);
     }
     const swept: number[] = [];
     for (let i = 0; i < candidates.length; i += SWEEP_CONCURRENCY) {
@@ -330,6 +322,17 @@ export class Presence {
 
   #isLive(record: PresenceRecord, now: number): boolean {
     return now - record.lastSeen < this.#ttlMs;
+  }
+
+  /** Every user key, ordered by user id. */
+  async *#userRecords(): AsyncGenerator<{ userId: number; record: PresenceRecord }> {
+    const entries = this.#kv.list<PresenceRecord>(
+      { prefix: [PRESENCE_PREFIX, "users"] },
+      { batchSize: 1000 },
+    );
+    for await (const entry of entries) {
+      yield { userId: entry.key[2] as number, record: entry.value };
+    }
   }
 
   /** Retries a read-check-commit until it goes through ("presence" in errors). */
