@@ -16,6 +16,7 @@ import {
   enforceReadBudget,
   type EventContext,
   idSchema,
+  invalidField,
   onEvent,
   userTypeSchema,
 } from "./context.ts";
@@ -156,15 +157,11 @@ export function registerChatHandlers(ctx: EventContext): void {
     handler: async (payload) => {
       const max = services.config.maxMessageLength;
       if (payload.message.length > max) {
-        throw new ServanaError("INVALID_DATA", `Invalid message: longer than ${max} characters`, {
-          details: { issues: [{ field: "message", message: `at most ${max} characters` }] },
-        });
+        throw invalidField("message", `longer than ${max} characters`, `at most ${max} characters`);
       }
       const text = sanitizeMessage(payload.message);
       if (text.length === 0) {
-        throw new ServanaError("INVALID_DATA", "Invalid message: empty after sanitizing", {
-          details: { issues: [{ field: "message", message: "must contain text" }] },
-        });
+        throw invalidField("message", "empty after sanitizing", "must contain text");
       }
       const room = chatRoom(payload.chatGroupId);
       if (!socket.rooms.has(room)) {
@@ -178,12 +175,10 @@ export function registerChatHandlers(ctx: EventContext): void {
         throw new ServanaError("ROOM_INACTIVE", `Chat group ${group.id} is closed`);
       }
       if (payload.clientId !== group.clientId) {
-        throw new ServanaError(
-          "INVALID_DATA",
-          "Invalid clientId: not the customer of this chat group",
-          {
-            details: { issues: [{ field: "clientId", message: "does not match the chat group" }] },
-          },
+        throw invalidField(
+          "clientId",
+          "not the customer of this chat group",
+          "does not match the chat group",
         );
       }
       await enforceRateLimit(ctx, "message", "sendMessage");

@@ -96,6 +96,16 @@ export function invalidData(error: z.ZodError): ServanaError {
   });
 }
 
+/**
+ * INVALID_DATA for one field found wrong after parsing:
+ * `Invalid ${field}: ${summary}` with `details.issues[{ field, message: issue }]`.
+ */
+export function invalidField(field: string, summary: string, issue: string): ServanaError {
+  return new ServanaError("INVALID_DATA", `Invalid ${field}: ${summary}`, {
+    details: { issues: [{ field, message: issue }] },
+  });
+}
+
 /** Parses a payload or throws INVALID_DATA. */
 export function parsePayload<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
   const parsed = schema.safeParse(input);
