@@ -7,7 +7,10 @@
 
 import { type Config, ConfigError, loadConfig } from "./src/config.ts";
 import { log, setDebug } from "./src/log.ts";
-import { createApp } from "./src/server.ts";
+import { isPermissionError, permissionProblems } from "./src/permissions.ts";
+import { type App, createApp, type DevTokens } from "./src/server.ts";
+import { FixtureError, parseFixture } from "./src/store/fixture.ts";
+import { SchemaError } from "./src/store/postgres_store.ts";
 
 async function main(): Promise<void> {
   let config: Config;
@@ -21,8 +24,19 @@ async function main(): Promise<void> {
     throw error;
   }
   setDebug(config.debug);
-  const app = await createApp(config);
-  if (app.mintDevToken && config.seedFile) await printDevTokens(app.mintDevToken, config.seedFile);
+  const problems = await permissionProblems(config);
+  if (problems.length > 0) {
+    for (const problem of problems) console.error(`permission error: ${problem}`);
+    Deno.exit(1);
+  }
+  let app: App;
+  try {
+    app = await createApp(config);
+  } catch (error) {
+    console.error(`start-up error: ${startupMessage(error)}`);
+    Deno.exit(1);
+  }
+  if (config.seedFile) await printDevTokens(app.devTokens, config.seedFile);
   const server = Deno.serve({
     port: config.port,
     hostname: config.host,
@@ -66,18 +80,43 @@ async function main(): Promise<void> {
   }
 }
 
-/** Prints a ready token for each user of the development fixture. */
-async function printDevTokens(
-  mint: (authId: string) => Promise<string>,
-  seedFile: string,
-): Promise<void> {
-  const fixture = JSON.parse(await Deno.readTextFile(seedFile)) as {
-    users?: { id: number; authId: string; role: string; firstName?: string }[];
+/** One line for what stopped the start: a missing table, a bad fixture, a permission, a connection. */
+function startupMessage(error: unknown): string {
+  if (error instanceof SchemaError) return `DATABASE_URL: ${error.message}`;
+  if (error instanceof FixtureError) return `SEED_FILE: ${error.message}`;
+  if (isPermissionError(error)) {
+    return `${(error as Error).message} (the binary may read anywhere and write under ./data)`;
+  }
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Prints a ready token for each person of the development fixture (development secrets only). */
+async function printDevTokens(devTokens: DevTokens, seedFile: string): Promise<void> {
+  if (!devTokens.agent && !devTokens.customer) return;
+  const fixture = parseFixture(JSON.parse(await Deno.readTextFile(seedFile)));
+  const profiles = new Map((fixture.profile ?? []).map((p) => [p.prof_id, p]));
+  const name = (profId: number | null | undefined) => {
+    const p = profId == null ? undefined : profiles.get(profId);
+    return `${p?.prof_firstname ?? ""} ${p?.prof_lastname ?? ""}`.trim();
   };
-  console.log("\nDevelopment tokens (valid 1 hour; auth: { token } or Authorization: Bearer):");
-  for (const user of fixture.users ?? []) {
-    console.log(`  ${user.role.padEnd(6)} ${String(user.id).padEnd(5)} ${user.firstName ?? ""}`);
-    console.log(`    ${await mint(user.authId)}`);
+  console.log("\nDevelopment tokens (auth: { token } or Authorization: Bearer):");
+  if (devTokens.agent) {
+    for (const agent of fixture.sys_user ?? []) {
+      if (!agent.supabase_user_id) continue;
+      console.log(`  agent  ${String(agent.sys_user_id).padEnd(5)} ${name(agent.prof_id)}`);
+      console.log(`    ${await devTokens.agent(agent.supabase_user_id)}`);
+    }
+  }
+  if (devTokens.customer) {
+    for (const client of fixture.client ?? []) {
+      console.log(`  client ${String(client.client_id).padEnd(5)} ${name(client.prof_id)}`);
+      console.log(
+        `    ${await devTokens.customer({
+          clientId: client.client_id,
+          clientNumber: client.client_number,
+        })}`,
+      );
+    }
   }
   console.log("");
 }

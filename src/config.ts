@@ -27,7 +27,10 @@ export interface Config {
   transports: ("polling" | "websocket")[];
   auth: {
     cookieNames: string[];
+    /** Supabase's legacy JWT secret (`SUPABASE_JWT_SECRET`): agents' HS256 tokens. */
     jwtSecret: string | null;
+    /** The backend's `JWT_ACCESS_SECRET`: customers' tokens; null refuses them. */
+    customerSecret: string | null;
     supabaseUrl: string | null;
     jwksUrl: string | null;
     issuer: string | null;
@@ -38,21 +41,35 @@ export interface Config {
   };
   kvPath: string | null;
   databaseUrl: string | null;
+  /** Prepared statements against `DATABASE_URL`: true, false, or "auto" (off behind a pooler). */
+  databasePrepare: boolean | "auto";
+  /** How long a `clientMessageId` is remembered, ms. */
+  dedupeWindowMs: number;
   seedFile: string | null;
   maxMessageLength: number;
   roomStatsIntervalMs: number;
   rateLimits: {
     messagesPerWindow: number;
     statusPerWindow: number;
-    /** Read requests per minute per socket (burst: a quarter of it). */
+    /** `refreshToken` per window per person (its own budget). */
+    refreshPerWindow: number;
+    /** Read requests per minute per person. */
     readsPerMinute: number;
     windowMs: number;
     typingIntervalMs: number;
   };
+  /** Sockets one person may hold at once, across processes. */
+  maxSocketsPerPerson: number;
+  /** How often connected people's access to their rooms is checked again, ms. */
+  accessRecheckMs: number;
+  /** Active conversations an agent may be assigned from the queue. */
+  queueMaxActive: number;
   redisUrl: string | null;
   recoveryWindowMs: number;
   shutdownTimeoutMs: number;
   metricsToken: string | null;
+  /** Whether `GET /metrics` answers without a token (development, or `METRICS_PUBLIC=true`). */
+  metricsPublic: boolean;
   serveDemo: boolean;
 }
 
@@ -78,15 +95,18 @@ function int(min: number, max = Number.MAX_SAFE_INTEGER) {
 }
 
 const url = z.url({ message: "a URL" });
+
+/** CORS origins in development when `SOCKET_CORS_ORIGINS` is unset (Servana's Vite dev server, the backend). */
+const DEVELOPMENT_ORIGINS = ["http://localhost:5173", "http://localhost:5000"];
 const list = z.string().transform((v) => v.split(",").map((s) => s.trim()).filter(Boolean));
 
 const schema = z.object({
   PORT: int(0, 65535).default(3000),
-  HOST: z.string().min(1).default("0.0.0.0"),
+  HOST: z.string().min(1).optional(),
   APP_ENV: z.enum(["development", "production"], {
     message: "development or production",
   }).default("production"),
-  SOCKET_CORS_ORIGINS: list.default(["http://localhost:5173", "http://localhost:5000"]),
+  SOCKET_CORS_ORIGINS: list.optional(),
   SOCKET_HEARTBEAT_INTERVAL: int(50).default(25_000),
   SOCKET_HEARTBEAT_TIMEOUT: int(50).default(60_000),
   SOCKET_DEBUG: bool.default(false),
@@ -99,6 +119,7 @@ const schema = z.object({
   AUTH_COOKIE_NAMES: list.pipe(z.array(z.string()).min(1, "a comma list of cookie names"))
     .default(["access_token"]),
   SUPABASE_JWT_SECRET: z.string().min(1).optional(),
+  JWT_ACCESS_SECRET: z.string().min(1).optional(),
   SUPABASE_URL: url.optional(),
   SUPABASE_JWKS_URL: url.optional(),
   JWT_ISSUER: z.string().min(1).optional(),
@@ -107,6 +128,9 @@ const schema = z.object({
   TOKEN_EXPIRY_WARNING: int(1).default(60),
   KV_PATH: z.string().min(1).optional(),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "a postgres:// URL").optional(),
+  DATABASE_PREPARE: z.enum(["true", "false", "auto"], { message: "true, false or auto" })
+    .default("auto"),
+  MESSAGE_DEDUPE_WINDOW: int(1000).default(86_400_000),
   SEED_FILE: z.string().min(1).optional(),
   // at most 10000: escaped text must fit one Deno KV value (64 KiB)
   MAX_MESSAGE_LENGTH: int(1, 10_000).default(5000),
@@ -115,12 +139,17 @@ const schema = z.object({
   RATE_LIMIT_MESSAGES: int(1, MAX_RATE_LIMIT).default(30),
   RATE_LIMIT_STATUS: int(1, MAX_RATE_LIMIT).default(10),
   RATE_LIMIT_WINDOW: int(100).default(60_000),
-  RATE_LIMIT_READS: int(4, 100_000).default(240),
+  RATE_LIMIT_REFRESH: int(1, MAX_RATE_LIMIT).default(10),
+  RATE_LIMIT_READS: int(1, MAX_RATE_LIMIT).default(240),
+  MAX_SOCKETS_PER_PERSON: int(1, 10_000).default(20),
+  ACCESS_RECHECK_INTERVAL: int(100).default(5000),
+  QUEUE_MAX_ACTIVE: int(1, 1000).default(5),
   TYPING_THROTTLE: int(0).default(1000),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, "a redis:// URL").optional(),
   SOCKET_RECOVERY_WINDOW: int(0).default(120_000),
   SHUTDOWN_TIMEOUT: int(0).default(10_000),
   METRICS_TOKEN: z.string().min(1).optional(),
+  METRICS_PUBLIC: bool.optional(),
   SERVE_DEMO: bool.optional(),
 });
 
@@ -130,6 +159,7 @@ export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
 /** Variables whose value may hold a credential: never echoed in an error. */
 const SECRET_VARIABLES: ReadonlySet<string> = new Set([
   "SUPABASE_JWT_SECRET",
+  "JWT_ACCESS_SECRET",
   "DATABASE_URL",
   "REDIS_URL",
   "METRICS_TOKEN",
@@ -158,11 +188,25 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   const supabaseUrl = e.SUPABASE_URL?.replace(/\/+$/, "") ?? null;
   const jwksUrl = e.SUPABASE_JWKS_URL ??
     (supabaseUrl ? `${supabaseUrl}/auth/v1/.well-known/jwks.json` : null);
+  const development = e.APP_ENV === "development";
+  if (!development && e.SOCKET_CORS_ORIGINS === undefined) {
+    throw new ConfigError(
+      "SOCKET_CORS_ORIGINS: expected the comma list of origins of your web app (required when APP_ENV=production)",
+    );
+  }
+  if (
+    e.SUPABASE_JWT_SECRET !== undefined && e.SUPABASE_JWT_SECRET === e.JWT_ACCESS_SECRET
+  ) {
+    throw new ConfigError(
+      "JWT_ACCESS_SECRET: expected a secret different from SUPABASE_JWT_SECRET (equal secrets would let one kind of token pass as the other)",
+    );
+  }
   const config: Config = {
     port: e.PORT,
-    host: e.HOST,
+    // development listens on loopback unless told otherwise
+    host: e.HOST ?? (development ? "127.0.0.1" : "0.0.0.0"),
     appEnv: e.APP_ENV,
-    corsOrigins: e.SOCKET_CORS_ORIGINS,
+    corsOrigins: e.SOCKET_CORS_ORIGINS ?? DEVELOPMENT_ORIGINS,
     heartbeatInterval: e.SOCKET_HEARTBEAT_INTERVAL,
     heartbeatTimeout: e.SOCKET_HEARTBEAT_TIMEOUT,
     debug: e.SOCKET_DEBUG,
@@ -171,6 +215,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     auth: {
       cookieNames: e.AUTH_COOKIE_NAMES,
       jwtSecret: e.SUPABASE_JWT_SECRET ?? null,
+      customerSecret: e.JWT_ACCESS_SECRET ?? null,
       supabaseUrl,
       jwksUrl,
       issuer: e.JWT_ISSUER ?? (supabaseUrl ? `${supabaseUrl}/auth/v1` : null),
@@ -181,21 +226,28 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     // Deno Deploy: its attached KV (no path); elsewhere a file inside the binary's write scope
     kvPath: e.KV_PATH ?? (env.DENO_DEPLOYMENT_ID ? null : "./data/servana.kv"),
     databaseUrl: e.DATABASE_URL ?? null,
+    databasePrepare: e.DATABASE_PREPARE === "auto" ? "auto" : e.DATABASE_PREPARE === "true",
+    dedupeWindowMs: e.MESSAGE_DEDUPE_WINDOW,
     seedFile: e.SEED_FILE ?? null,
     maxMessageLength: e.MAX_MESSAGE_LENGTH,
     roomStatsIntervalMs: e.ROOM_STATS_INTERVAL,
     rateLimits: {
       messagesPerWindow: e.RATE_LIMIT_MESSAGES,
       statusPerWindow: e.RATE_LIMIT_STATUS,
+      refreshPerWindow: e.RATE_LIMIT_REFRESH,
       readsPerMinute: e.RATE_LIMIT_READS,
       windowMs: e.RATE_LIMIT_WINDOW,
       typingIntervalMs: e.TYPING_THROTTLE,
     },
+    maxSocketsPerPerson: e.MAX_SOCKETS_PER_PERSON,
+    accessRecheckMs: e.ACCESS_RECHECK_INTERVAL,
+    queueMaxActive: e.QUEUE_MAX_ACTIVE,
     redisUrl: e.REDIS_URL ?? null,
     recoveryWindowMs: e.SOCKET_RECOVERY_WINDOW,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT,
     metricsToken: e.METRICS_TOKEN ?? null,
-    serveDemo: e.SERVE_DEMO ?? e.APP_ENV === "development",
+    metricsPublic: e.METRICS_PUBLIC ?? development,
+    serveDemo: e.SERVE_DEMO ?? development,
   };
   if (config.appEnv === "production" && !config.auth.jwtSecret && !config.auth.jwksUrl) {
     throw new ConfigError(

@@ -6,9 +6,11 @@
  * {@linkcode Presence.online} and refreshed by {@linkcode Presence.heartbeat}
  * within `ttlMs` (`SOCKET_HEARTBEAT_TIMEOUT`). Keys:
  *
- * - `["presence", "sockets", userId, socketId]` → `{ userType, lastSeen }`,
+ * People are named by kind and id ({@linkcode personKey}: `agent:5`, `client:5`).
+ *
+ * - `["presence", "sockets", person, socketId]` → `{ userType, lastSeen }`,
  *   written with `expireIn: ttlMs` (refreshed by every heartbeat).
- * - `["presence", "users", userId]` → `{ userType, lastSeen }` where
+ * - `["presence", "users", person]` → `{ userType, lastSeen }` where
  *   `lastSeen` is the newest `lastSeen` of the user's sockets. It exists from
  *   the moment the user was announced online until the moment they are
  *   announced offline (last socket closed, `offline()`, or `sweep()`), and is
@@ -30,6 +32,7 @@
  */
 
 import { retryCommit } from "./kv_retry.ts";
+import { parsePersonKey, personKey, type PersonRef } from "./store/mod.ts";
 
 /** Roles that can be online. */
 export type UserType = "client" | "agent" | "admin";
@@ -39,6 +42,7 @@ export const USER_TYPES: readonly UserType[] = ["client", "agent", "admin"];
 
 /** One entry of `onlineUsersUpdate.onlineUsers` and of `onlineUsersList`. */
 export interface OnlineUser {
+  /** `sys_user_id` or `client_id`; `userType` tells which. */
   userId: number;
   userType: UserType;
   /** ISO 8601 time of the user's newest heartbeat on any socket. */
@@ -62,7 +66,7 @@ export interface PresenceOptions {
 
 /** What {@linkcode Presence.online} records. */
 export interface OnlineEntry {
-  userId: number;
+  person: PersonRef;
   userType: UserType;
   socketId: string;
 }
@@ -129,12 +133,12 @@ export class Presence {
    * concurrent calls from several processes exactly one gets `true`.
    */
   async online(entry: OnlineEntry): Promise<{ cameOnline: boolean }> {
-    validateUserId(entry.userId);
+    validatePerson(entry.person);
     validateSocketId(entry.socketId);
     if (!USER_TYPES.includes(entry.userType)) {
       throw new RangeError("presence: userType must be client, agent or admin");
     }
-    const userKey = userKeyOf(entry.userId);
+    const userKey = userKeyOf(entry.person);
     return await this.#retry(async () => {
       const user = await this.#kv.get<PresenceRecord>(userKey);
       const now = this.#now();
@@ -148,7 +152,7 @@ export class Presence {
       const commit = await this.#kv.atomic()
         .check(user)
         .set(userKey, userRecord, { expireIn: this.#userKeyExpireMs })
-        .set(socketKeyOf(entry.userId, entry.socketId), record, { expireIn: this.#ttlMs })
+        .set(socketKeyOf(entry.person, entry.socketId), record, { expireIn: this.#ttlMs })
         .commit();
       return commit.ok ? { cameOnline } : null;
     });
@@ -160,11 +164,11 @@ export class Presence {
    * been swept and announced offline): the caller should then call
    * {@linkcode Presence.online} again.
    */
-  async heartbeat(userId: number, socketId: string): Promise<boolean> {
-    validateUserId(userId);
+  async heartbeat(person: PersonRef, socketId: string): Promise<boolean> {
+    validatePerson(person);
     validateSocketId(socketId);
-    const userKey = userKeyOf(userId);
-    const socketKey = socketKeyOf(userId, socketId);
+    const userKey = userKeyOf(person);
+    const socketKey = socketKeyOf(person, socketId);
     return await this.#retry(async () => {
       const [user, socket] = await this.#kv.getMany<[PresenceRecord, PresenceRecord]>([
         userKey,
@@ -190,14 +194,14 @@ export class Presence {
    * user's last live socket: the user key is removed in the same commit, and
    * under concurrent closes exactly one caller gets `true`.
    */
-  async socketClosed(userId: number, socketId: string): Promise<{ wentOffline: boolean }> {
-    validateUserId(userId);
+  async socketClosed(person: PersonRef, socketId: string): Promise<{ wentOffline: boolean }> {
+    validatePerson(person);
     validateSocketId(socketId);
-    const userKey = userKeyOf(userId);
+    const userKey = userKeyOf(person);
     return await this.#retry(async () => {
       const [user, sockets] = await Promise.all([
         this.#kv.get<PresenceRecord>(userKey),
-        this.#listSockets(userId),
+        this.#listSockets(personKey(person)),
       ]);
       const now = this.#now();
       const closing = sockets.find((s) => s.key[3] === socketId);
@@ -229,13 +233,13 @@ export class Presence {
    * Removes the user and all their sockets (explicit `userOffline`).
    * `wentOffline` is true when the user was online (announced) before.
    */
-  async offline(userId: number): Promise<{ wentOffline: boolean }> {
-    validateUserId(userId);
-    const userKey = userKeyOf(userId);
+  async offline(person: PersonRef): Promise<{ wentOffline: boolean }> {
+    validatePerson(person);
+    const userKey = userKeyOf(person);
     return await this.#retry(async () => {
       const [user, sockets] = await Promise.all([
         this.#kv.get<PresenceRecord>(userKey),
-        this.#listSockets(userId),
+        this.#listSockets(personKey(person)),
       ]);
       if (user.value === null && sockets.length === 0) return { wentOffline: false };
       const op = this.#kv.atomic().check(user).delete(userKey);
@@ -247,16 +251,18 @@ export class Presence {
 
   /**
    * Online users, one entry per user (lastSeen = newest of their sockets),
-   * ordered by userId. Users whose newest heartbeat is older than `ttlMs` are
+   * ordered by kind and id. Users whose newest heartbeat is older than `ttlMs` are
    * left out even when KV has not expired or swept them yet.
    */
   async list(): Promise<OnlineUser[]> {
     const users: OnlineUser[] = [];
     const now = this.#now();
-    for await (const { userId, record } of this.#userRecords()) {
+    for await (const { person, record } of this.#userRecords()) {
       if (!this.#isLive(record, now)) continue;
+      const ref = parsePersonKey(person);
+      if (ref === null) continue;
       users.push({
-        userId,
+        userId: ref.id,
         userType: record.userType,
         lastSeen: new Date(record.lastSeen).toISOString(),
       });
@@ -265,9 +271,9 @@ export class Presence {
   }
 
   /** Whether the user has a live socket. */
-  async isOnline(userId: number): Promise<boolean> {
-    validateUserId(userId);
-    const user = await this.#kv.get<PresenceRecord>(userKeyOf(userId));
+  async isOnline(person: PersonRef): Promise<boolean> {
+    validatePerson(person);
+    const user = await this.#kv.get<PresenceRecord>(userKeyOf(person));
     return user.value !== null && this.#isLive(user.value, this.#now());
   }
 
@@ -277,28 +283,31 @@ export class Presence {
    * caller announces them offline. When several processes sweep at once each
    * stale user is returned by exactly one of them.
    */
-  async sweep(): Promise<number[]> {
-    const candidates: number[] = [];
+  async sweep(): Promise<PersonRef[]> {
+    const candidates: string[] = [];
     const now = this.#now();
-    for await (const { userId, record } of this.#userRecords()) {
-      if (!this.#isLive(record, now)) candidates.push(userId);
+    for await (const { person, record } of this.#userRecords()) {
+      if (!this.#isLive(record, now)) candidates.push(person);
     }
-    const swept: number[] = [];
+    const swept: PersonRef[] = [];
     for (let i = 0; i < candidates.length; i += SWEEP_CONCURRENCY) {
       const batch = candidates.slice(i, i + SWEEP_CONCURRENCY);
-      const removed = await Promise.all(batch.map((userId) => this.#sweepUser(userId)));
-      for (let j = 0; j < batch.length; j++) if (removed[j]) swept.push(batch[j]);
+      const removed = await Promise.all(batch.map((person) => this.#sweepUser(person)));
+      for (let j = 0; j < batch.length; j++) {
+        const ref = parsePersonKey(batch[j]);
+        if (removed[j] && ref !== null) swept.push(ref);
+      }
     }
     return swept;
   }
 
   /** Removes one user if still stale; true when this call removed them. */
-  async #sweepUser(userId: number): Promise<boolean> {
-    const userKey = userKeyOf(userId);
+  async #sweepUser(person: string): Promise<boolean> {
+    const userKey: Deno.KvKey = [PRESENCE_PREFIX, "users", person];
     return await this.#retry(async () => {
       const [user, sockets] = await Promise.all([
         this.#kv.get<PresenceRecord>(userKey),
-        this.#listSockets(userId),
+        this.#listSockets(person),
       ]);
       const now = this.#now();
       // Gone (another process won) or alive again (online() since the scan).
@@ -310,10 +319,10 @@ export class Presence {
     });
   }
 
-  async #listSockets(userId: number): Promise<Deno.KvEntry<PresenceRecord>[]> {
+  async #listSockets(person: string): Promise<Deno.KvEntry<PresenceRecord>[]> {
     const sockets: Deno.KvEntry<PresenceRecord>[] = [];
     const entries = this.#kv.list<PresenceRecord>(
-      { prefix: [PRESENCE_PREFIX, "sockets", userId] },
+      { prefix: [PRESENCE_PREFIX, "sockets", person] },
       { batchSize: 1000 },
     );
     for await (const entry of entries) sockets.push(entry);
@@ -324,14 +333,14 @@ export class Presence {
     return now - record.lastSeen < this.#ttlMs;
   }
 
-  /** Every user key, ordered by user id. */
-  async *#userRecords(): AsyncGenerator<{ userId: number; record: PresenceRecord }> {
+  /** Every user key, ordered by person key. */
+  async *#userRecords(): AsyncGenerator<{ person: string; record: PresenceRecord }> {
     const entries = this.#kv.list<PresenceRecord>(
       { prefix: [PRESENCE_PREFIX, "users"] },
       { batchSize: 1000 },
     );
     for await (const entry of entries) {
-      yield { userId: entry.key[2] as number, record: entry.value };
+      yield { person: entry.key[2] as string, record: entry.value };
     }
   }
 
@@ -341,16 +350,20 @@ export class Presence {
   }
 }
 
-function userKeyOf(userId: number): Deno.KvKey {
-  return [PRESENCE_PREFIX, "users", userId];
+function userKeyOf(person: PersonRef): Deno.KvKey {
+  return [PRESENCE_PREFIX, "users", personKey(person)];
 }
 
-function socketKeyOf(userId: number, socketId: string): Deno.KvKey {
-  return [PRESENCE_PREFIX, "sockets", userId, socketId];
+function socketKeyOf(person: PersonRef, socketId: string): Deno.KvKey {
+  return [PRESENCE_PREFIX, "sockets", personKey(person), socketId];
 }
 
-function validateUserId(userId: number): void {
-  if (!Number.isSafeInteger(userId)) throw new RangeError("presence: userId must be an integer");
+function validatePerson(person: PersonRef): void {
+  if (
+    (person?.kind !== "agent" && person?.kind !== "client") || !Number.isSafeInteger(person.id)
+  ) {
+    throw new RangeError("presence: a person is an agent or client with an integer id");
+  }
 }
 
 function validateSocketId(socketId: string): void {

@@ -12,7 +12,7 @@ import type { Server } from "socket.io";
 import { canSeePresenceOf, CLIENTS_ROOM, STAFF_ROOM } from "./access.ts";
 import { log } from "./log.ts";
 import type { OnlineUser, Presence } from "./presence.ts";
-import type { Role } from "./store/mod.ts";
+import type { PersonRef, Role } from "./store/mod.ts";
 
 /** Options of {@linkcode PresenceFeed}. */
 export interface PresenceFeedOptions {
@@ -80,7 +80,7 @@ export class PresenceFeed {
   }
 
   /** Removes users whose entries expired and announces the change. */
-  async sweep(): Promise<number[]> {
+  async sweep(): Promise<PersonRef[]> {
     try {
       const gone = await this.#presence.sweep();
       if (gone.length) this.changed();

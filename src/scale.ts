@@ -46,6 +46,7 @@ interface RedisConnection {
   xRead(streams: unknown, options?: unknown): Promise<unknown>;
   xRange(key: string, start: string, end: string): Promise<unknown>;
   set(key: string, value: string, options?: unknown): Promise<unknown>;
+  del(key: string): Promise<unknown>;
   publish(channel: string, message: unknown): Promise<number>;
   sPublish(channel: string, message: unknown): Promise<number>;
   subscribe(channels: string[], listener: unknown, bufferMode?: boolean): Promise<void>;
@@ -234,6 +235,14 @@ export interface RedisScale {
   client: AdapterClient;
   /** Whether the publishing connection to Redis is up. */
   isUp(): boolean;
+  /**
+   * Plain key commands on the same connection (the backend's presence keys):
+   * they reject while Redis is unreachable.
+   */
+  keys: {
+    set(key: string, value: string, ttlSec: number): Promise<unknown>;
+    del(key: string): Promise<unknown>;
+  };
   /** Closes every Redis connection; call after socket.io's `close()`. */
   close(): Promise<void>;
 }
@@ -335,6 +344,16 @@ export async function redisAdapter(
     adapter,
     client,
     isUp: () => up,
+    keys: {
+      set(key, value, ttlSec) {
+        if (!inner.isReady) return Promise.reject(new RedisUnavailableError());
+        return inner.set(key, value, { EX: ttlSec });
+      },
+      del(key) {
+        if (!inner.isReady) return Promise.reject(new RedisUnavailableError());
+        return inner.del(key);
+      },
+    },
     async close() {
       if (family.closed) return;
       family.closed = true;

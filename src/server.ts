@@ -1,7 +1,7 @@
 /**
  * Composition root: opens KV and the store, builds the Engine.IO engine,
- * socket.io's `Server` on top of it, the event handlers and the HTTP routes,
- * and returns a web-standard request handler.
+ * socket.io's `Server` on top of it, the shared services, the event
+ * handlers and the HTTP routes, and returns a web-standard request handler.
  *
  * @module
  */
@@ -9,25 +9,49 @@
 import { Server, type ServerOptions } from "socket.io";
 import {
   Authenticator,
+  CustomerTokenVerifier,
   FailLimiter,
+  mintCustomerToken,
   mintToken,
   TokenVerifier,
   verifierOptionsFor,
 } from "./auth/mod.ts";
+import { devLoginHandler } from "./auth/dev_login.ts";
+import { Availability, loggingMirror } from "./availability.ts";
 import type { Config } from "./config.ts";
 import { demoRoutes } from "./demo/mod.ts";
 import { Engine } from "./engine/mod.ts";
-import { registerHandlers, type Services, startRoomStatsPush } from "./handlers/mod.ts";
-import { log } from "./log.ts";
+import { startAccessWatch } from "./handlers/access_watch.ts";
+import { announceAssignment } from "./handlers/chat.ts";
+import {
+  availabilityOnLastDisconnect,
+  registerHandlers,
+  type Services,
+  startAvailabilityRefresh,
+  startRoomStatsPush,
+} from "./handlers/mod.ts";
+import { deliverToRecoveredSockets } from "./handlers/recovery.ts";
+import { log, LogThrottle } from "./log.ts";
+import { Membership } from "./membership.ts";
 import { Metrics } from "./metrics.ts";
 import { PresenceFeed } from "./presence_feed.ts";
+import { QueueDrain } from "./queue.ts";
 import { TypingThrottle } from "./rate_limit.ts";
+import { routes } from "./routes.ts";
 import { redisAdapter } from "./scale.ts";
 import { loadFixtureFile } from "./store/fixture.ts";
 import { KvStore } from "./store/kv_store.ts";
 import type { ChatStore } from "./store/mod.ts";
 import { openPostgresStore } from "./store/postgres_store.ts";
 import { TimedPresence, TimedRateLimiter, timedStore } from "./store/timed.ts";
+
+/** Dev-token minting (development with the built-in secrets only). */
+export interface DevTokens {
+  /** An agent's Supabase-shaped token for their `supabase_user_id`, or null. */
+  agent: ((authId: string) => Promise<string>) | null;
+  /** A customer's token, or null. */
+  customer: ((customer: { clientId: number; clientNumber: string }) => Promise<string>) | null;
+}
 
 /** A running service: its request handler and how to stop it. */
 export interface App {
@@ -41,19 +65,22 @@ export interface App {
   engine: Engine;
   /** Shared services (tests, wiring). */
   services: Services;
-  /** Mints a development token for a user's auth id (development only, else null). */
-  mintDevToken: ((authId: string) => Promise<string>) | null;
+  /** Mints development tokens (development with the built-in secrets). */
+  devTokens: DevTokens;
 }
 
 /** Options of {@linkcode createApp}: ready-made dependencies (tests). */
 export interface AppOptions {
-  /** An open KV for presence and rate limits (and chat data without a database). */
+  /** An open KV for presence, membership and rate limits (and chat data without a database). */
   kv?: Deno.Kv;
   /** A ready store; default: Postgres when `DATABASE_URL`, else KV. */
   store?: ChatStore;
   /** Extra socket.io server options (e.g. an adapter). */
   socketIo?: Partial<ServerOptions>;
 }
+
+/** Period of the agents' availability refresh (the backend's keys expire after 900 s). */
+const AVAILABILITY_REFRESH_MS = 300_000;
 
 async function openKv(path: string | null): Promise<Deno.Kv> {
   if (path && path !== ":memory:" && !path.includes("://")) {
@@ -63,29 +90,39 @@ async function openKv(path: string | null): Promise<Deno.Kv> {
   return await Deno.openKv(path ?? undefined);
 }
 
+async function openStore(config: Config, kv: Deno.Kv): Promise<ChatStore> {
+  if (!config.databaseUrl) return new KvStore(kv, { dedupeWindowMs: config.dedupeWindowMs });
+  // connectTimeout (s): while the database is unreachable a send fails within it
+  return await openPostgresStore(config.databaseUrl, {
+    connectTimeout: 3,
+    prepare: config.databasePrepare === "auto" ? undefined : config.databasePrepare,
+    dedupeWindowMs: config.dedupeWindowMs,
+  });
+}
+
 /** Builds the service from its configuration. */
 export async function createApp(config: Config, options: AppOptions = {}): Promise<App> {
   // Redis first: when it does not answer at start-up nothing else is open yet.
   const scale = config.redisUrl ? await redisAdapter(config.redisUrl) : null;
   const metrics = new Metrics();
   const kv = options.kv ?? await openKv(config.kvPath);
-  // connectTimeout (s): while the database is unreachable a send fails within it
-  const store = timedStore(
-    options.store ??
-      (config.databaseUrl
-        ? await openPostgresStore(config.databaseUrl, { connectTimeout: 3 })
-        : new KvStore(kv)),
-    metrics,
-  );
+  const store = timedStore(options.store ?? await openStore(config, kv), metrics);
+  // a database without Servana's tables (or ours) stops here, naming what is missing
+  await store.ping();
   if (config.seedFile) {
     await loadFixtureFile(store, config.seedFile);
     log("info", "fixture loaded", { file: config.seedFile });
   }
 
-  const { options: verifierOptions, usingDevSecret } = verifierOptionsFor(config);
-  const verifier = new TokenVerifier(verifierOptions);
-  if (usingDevSecret) log("warn", "using the insecure development JWT secret");
-  const secret = verifierOptions.secret;
+  const verifierSettings = verifierOptionsFor(config);
+  if (verifierSettings.usingDevSecret) log("warn", "using the insecure development JWT secret");
+  if (verifierSettings.usingDevCustomerSecret) {
+    log("warn", "using the insecure development customer token secret");
+  }
+  const verifier = new TokenVerifier(verifierSettings.options);
+  const customerVerifier = verifierSettings.customerSecret === null
+    ? null
+    : new CustomerTokenVerifier({ secret: verifierSettings.customerSecret });
 
   const engine = new Engine({
     pingInterval: config.heartbeatInterval,
@@ -118,12 +155,24 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const presenceFeed = new PresenceFeed(io, presence, {
     sweepEveryMs: Math.max(1000, Math.min(10_000, Math.floor(config.heartbeatTimeout / 2))),
   });
+  const members = new Membership(kv);
+  const availability = new Availability(kv, {
+    mirror: scale ? loggingMirror(scale.keys) : null,
+  });
   const pending = new Set<Promise<unknown>>();
   function track<T>(work: Promise<T>): Promise<T> {
     pending.add(work);
     work.then(() => pending.delete(work), () => pending.delete(work));
     return work;
   }
+  const queue = new QueueDrain({
+    store,
+    availability,
+    members,
+    kv,
+    maxActive: config.queueMaxActive,
+    onAssigned: (group) => announceAssignment({ io, store }, group),
+  });
   const services: Services = {
     config,
     io,
@@ -134,25 +183,44 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     typing: new TypingThrottle({ intervalMs: config.rateLimits.typingIntervalMs }),
     authenticator: new Authenticator({
       verifier,
-      findUser: (authId) => store.getUserByAuthId(authId),
+      customerVerifier,
+      people: store,
       cookieNames: config.auth.cookieNames,
       allowedOrigins: config.corsOrigins,
       failLimiter: new FailLimiter({ limit: config.auth.failLimit }),
     }),
+    members,
+    availability,
+    queue,
+    securityLog: new LogThrottle(),
     metrics,
     track,
   };
   registerHandlers(io, services);
-  presenceFeed.start();
-  const stopStats = startRoomStatsPush(io, {
-    store,
-    presence,
-    intervalMs: config.roomStatsIntervalMs,
+  await members.start({
+    onReaped: (gone) => {
+      for (const person of gone) {
+        track(
+          store.getPerson(person).then((found) =>
+            availabilityOnLastDisconnect(
+              services,
+              found ?? { ...person, firstName: "", lastName: "" },
+            )
+          ),
+        ).catch((error) => log("warn", "reaped availability failed", { error: String(error) }));
+      }
+    },
   });
+  presenceFeed.start();
+  const stoppers = [
+    startRoomStatsPush(io, { store, presence, intervalMs: config.roomStatsIntervalMs }),
+    startAvailabilityRefresh(services, { everyMs: AVAILABILITY_REFRESH_MS }),
+    startAccessWatch(services, { everyMs: config.accessRecheckMs }),
+  ];
   metrics.sockets.collect(() => {
     const counts = new Map<string, number>();
     for (const socket of io.of("/").sockets.values()) {
-      const key = `${socket.conn.transport.name}|${socket.data.user?.role ?? "unknown"}`;
+      const key = `${socket.conn.transport.name}|${socket.data.person?.role ?? "unknown"}`;
       counts.set(key, (counts.get(key) ?? 0) + 1);
     }
     return [...counts].map(([key, n]) => {
@@ -162,87 +230,57 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   });
   metrics.rooms.collect(() => [[{}, io.of("/").adapter.rooms.size]]);
 
-  const mintDevToken = config.appEnv === "development" && secret
-    ? (authId: string) =>
-      mintToken({ authId }, {
-        secret,
-        issuer: config.auth.issuer ?? undefined,
-        audience: config.auth.audience,
-      })
+  const development = config.appEnv === "development";
+  const devTokens: DevTokens = {
+    agent: development && verifierSettings.usingDevSecret
+      ? (authId) =>
+        mintToken({ authId }, {
+          secret: verifierSettings.options.secret!,
+          issuer: config.auth.issuer ?? undefined,
+          audience: config.auth.audience,
+        })
+      : null,
+    customer: development && verifierSettings.usingDevCustomerSecret
+      ? (customer) => mintCustomerToken(customer, { secret: verifierSettings.customerSecret! })
+      : null,
+  };
+  const devLogin = devTokens.agent || devTokens.customer
+    ? devLoginHandler({
+      getPerson: (ref) => store.getPerson(ref),
+      mintAgent: devTokens.agent,
+      mintCustomer: devTokens.customer,
+      cookieName: config.auth.cookieNames[0],
+      allowedOrigins: config.corsOrigins,
+    })
     : null;
 
-  const demo = demoRoutes(config, { devLogin: mintDevToken !== null });
   let closing = false;
   const engineHandler = engine.handler();
-
-  async function readyz(): Promise<Response> {
-    if (closing) return json({ status: "shutting_down" }, 503);
-    try {
-      await store.ping();
-      return json({ status: "ready", store: store.kind }, 200);
-    } catch (error) {
-      log("warn", "readiness check failed", { store: store.kind, error: String(error) });
-      return json({ status: "not_ready", reason: "store unreachable" }, 503);
-    }
-  }
-
-  async function devLogin(req: Request): Promise<Response> {
-    if (!mintDevToken) return json({ error: "not_found" }, 404);
-    let body: { userId?: unknown; authId?: unknown };
-    try {
-      body = await req.json();
-    } catch {
-      return json({ code: "INVALID_DATA", message: "Expected a JSON body" }, 400);
-    }
-    const user = typeof body.authId === "string"
-      ? await store.getUserByAuthId(body.authId)
-      : typeof body.userId === "number"
-      ? await store.getUser(body.userId)
-      : null;
-    if (!user) return json({ code: "USER_NOT_FOUND", message: "No such demo user" }, 404);
-    const token = await mintDevToken(user.authId);
-    const cookie = `${
-      config.auth.cookieNames[0]
-    }=${token}; HttpOnly; Path=/; SameSite=Lax; Max-Age=3600`;
-    return json({ token, user }, 200, { "Set-Cookie": cookie });
-  }
-
-  function metricsRoute(req: Request): Response {
-    if (config.metricsToken) {
-      const auth = req.headers.get("authorization");
-      if (!sameSecret(auth ?? "", `Bearer ${config.metricsToken}`)) {
-        return json({ error: "unauthorized" }, 401);
-      }
-    }
-    return new Response(metrics.render(), {
-      headers: { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" },
-    });
-  }
+  const http = routes({
+    ready: () => store.ping(),
+    closing: () => closing,
+    storeKind: store.kind,
+    metrics,
+    metricsToken: config.metricsToken,
+    metricsPublic: config.metricsPublic,
+    demo: demoRoutes(config, { devLogin: devLogin !== null }),
+    devLogin,
+  });
 
   function handler(req: Request, info: Deno.ServeHandlerInfo): Response | Promise<Response> {
     const { pathname } = new URL(req.url);
-    if (engine.matches(pathname)) {
-      // new handshakes are refused; open sessions are served until they are closed
-      if (closing && !new URL(req.url).searchParams.has("sid")) {
-        return json({ code: 3, message: "Server shutting down" }, 503);
-      }
-      return engineHandler(req, info);
+    if (!engine.matches(pathname)) return http(req);
+    // new handshakes are refused; open sessions are served until they are closed
+    if (closing && !new URL(req.url).searchParams.has("sid")) {
+      return Response.json({ code: 3, message: "Server shutting down" }, { status: 503 });
     }
-    if (req.method === "GET" || req.method === "HEAD") {
-      if (pathname === "/healthz") return json({ status: "ok" }, 200);
-      if (pathname === "/readyz") return readyz();
-      if (pathname === "/metrics") return metricsRoute(req);
-      const page = demo?.(req);
-      if (page) return page;
-    }
-    if (req.method === "POST" && pathname === "/dev/login") return devLogin(req);
-    return json({ error: "not_found" }, 404);
+    return engineHandler(req, info);
   }
 
   async function close(): Promise<void> {
     if (closing) return;
     closing = true;
-    stopStats();
+    for (const stop of stoppers) stop();
     // in-flight events finish first, so that their acks still reach the clients
     await Promise.allSettled([...pending]);
     await presenceFeed.close();
@@ -253,6 +291,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     // lost: the client resends with its clientMessageId); disconnect
     // clean-ups reach KV
     while (pending.size) await Promise.allSettled([...pending]);
+    await members.close();
     await store.close();
     await scale?.close();
     try {
@@ -262,43 +301,5 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     }
   }
 
-  return { handler, close, io, engine, services, mintDevToken };
-}
-
-/**
- * socket.io restores a recovered socket's rooms and replays what it missed
- * before the middlewares run again (`skipMiddlewares: false`), but delivers
- * broadcasts only to sockets listed in `nsp.sockets`, which it adds after the
- * middlewares: a message broadcast while the recovered handshake is being
- * re-authenticated would be lost. The first middleware lists a recovered
- * socket at once (moving it out of socket.io's pre-connect map, so a refusal,
- * which deletes it from `nsp.sockets`, leaves nothing behind); the client
- * buffers events received before its CONNECT, as it does for the replay.
- */
-function deliverToRecoveredSockets(io: Server): void {
-  const nsp = io.of("/");
-  nsp.use((socket, next) => {
-    if (socket.recovered) {
-      (nsp as unknown as { _preConnectSockets: Map<string, unknown> })._preConnectSockets
-        .delete(socket.id);
-      nsp.sockets.set(socket.id, socket);
-    }
-    next();
-  });
-}
-
-/** Compares two strings in time independent of where they differ. */
-function sameSecret(given: string, expected: string): boolean {
-  const a = new TextEncoder().encode(given);
-  const b = new TextEncoder().encode(expected);
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < b.length; i++) diff |= (a[i] ?? 0) ^ b[i];
-  return diff === 0;
-}
-
-function json(body: unknown, status: number, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), {
-    status,
-    headers: { "Content-Type": "application/json", ...headers },
-  });
+  return { handler, close, io, engine, services, devTokens };
 }

@@ -1,6 +1,8 @@
 /**
- * Development-only token minting: the fixed development secret and
- * {@linkcode mintToken}, used by `POST /dev/login`, `deno task dev` and tests.
+ * Development-only token minting: the fixed development secrets and
+ * {@linkcode mintToken} (agents' Supabase-shaped tokens; customers' tokens are
+ * minted by `mintCustomerToken` of `customer_token.ts`), used by
+ * `POST /dev/login`, `deno task dev` and tests.
  *
  * NOTHING HERE IS SECURE. The secret below is public (it is in this source
  * file); a server that accepts it accepts tokens anyone can mint. The server
@@ -18,6 +20,13 @@ import { SignJWT } from "jose";
  * production.
  */
 export const DEV_JWT_SECRET = "servana-dev-only-INSECURE-jwt-secret-never-use-in-production";
+
+/**
+ * INSECURE, DEVELOPMENT ONLY: the fixed HS256 secret of customers' tokens
+ * (the backend's `JWT_ACCESS_SECRET`) used when `JWT_ACCESS_SECRET` is unset
+ * outside production. Public by design; different from {@linkcode DEV_JWT_SECRET}.
+ */
+export const DEV_CUSTOMER_SECRET = "servana-dev-only-INSECURE-customer-secret-never-in-production";
 
 /** Options of {@linkcode mintToken}. */
 export interface MintTokenOptions {

@@ -1,10 +1,16 @@
 /**
- * The identity layer: who a handshake is. {@linkcode Authenticator} finds the
- * token ({@link ./token_source.ts}), checks the origin of cookie handshakes,
- * verifies the token ({@link ./verify.ts}), and resolves its `sub` to a
- * Servana {@linkcode User}. Socket.IO glue (`io.use(...)`) calls
- * {@linkcode Authenticator.authenticate} and turns a thrown `ServanaError`
- * into `connect_error`.
+ * The identity layer: who a handshake is. {@linkcode Authenticator} finds
+ * every token the handshake presents ({@link ./token_source.ts}), checks the
+ * origin of cookie handshakes, verifies each token in turn until one holds,
+ * and resolves it to a Servana person:
+ *
+ * - a customer token (HS256 with `JWT_ACCESS_SECRET`, {@link ./customer_token.ts})
+ *   names `client.client_id`: the row must exist and be active;
+ * - otherwise a Supabase access token ({@link ./verify.ts}) names an agent:
+ *   exactly one active `sys_user` whose `supabase_user_id` is the token's `sub`.
+ *
+ * Socket.IO glue (`io.use(...)`) calls {@linkcode Authenticator.authenticate}
+ * and turns a thrown `ServanaError` into `connect_error`.
  *
  * Every result is written to the security log (`auth_success`,
  * `auth_failure`, `token_refresh`, `token_refresh_failure`) with reason,
@@ -15,17 +21,32 @@
 
 import { ServanaError } from "../errors.ts";
 import { security } from "../log.ts";
-import type { User } from "../store/mod.ts";
+import { type Agent, type Person, type PersonRef, samePerson } from "../store/mod.ts";
+import type { CustomerTokenVerifier } from "./customer_token.ts";
 import type { FailLimiter } from "./fail_limiter.ts";
-import { extractToken, isAmbientCredential, type TokenSource } from "./token_source.ts";
-import type { TokenVerifier, VerifiedClaims } from "./verify.ts";
+import {
+  type ExtractedToken,
+  extractTokens,
+  isAmbientCredential,
+  type TokenSource,
+} from "./token_source.ts";
+import type { TokenVerifier } from "./verify.ts";
 
-export { DEV_JWT_SECRET, mintToken, type MintTokenOptions } from "./dev.ts";
+export {
+  type CustomerClaims,
+  CustomerTokenVerifier,
+  type CustomerTokenVerifierOptions,
+  mintCustomerToken,
+  type MintCustomerTokenOptions,
+} from "./customer_token.ts";
+export { DEV_CUSTOMER_SECRET, DEV_JWT_SECRET, mintToken, type MintTokenOptions } from "./dev.ts";
 export { FailLimiter, type FailLimiterOptions } from "./fail_limiter.ts";
 export {
   DEFAULT_COOKIE_NAMES,
   type ExtractedToken,
   extractToken,
+  extractTokens,
+  hasHeaderCredential,
   isAmbientCredential,
   parseCookieHeader,
   tokenFromSupabaseCookieValue,
@@ -43,10 +64,14 @@ export {
   type VerifyFailureReason,
 } from "./verify.ts";
 
+/** Which kind of token named the person. */
+export type TokenKind = "supabase" | "customer";
+
 /** Who a connection is, attached to the socket after the handshake. */
 export interface Identity {
-  user: User;
-  claims: VerifiedClaims;
+  person: Person;
+  /** Which kind of token it was. */
+  tokenKind: TokenKind;
   /** Where the token came from. */
   source: TokenSource;
   /** When the token expires, ms since the epoch; `null` if it has no `exp`. */
@@ -58,15 +83,26 @@ export interface AuthHandshake {
   headers: Headers;
   /** The handshake `auth` object as sent by the client (untrusted). */
   auth?: unknown;
-  /** The remote address (for the fail limiter and the log). */
+  /** The client's address (for the fail limiter and the log). */
   address: string;
+}
+
+/** What the authenticator reads of the store. */
+export interface PersonLookup {
+  /** Every `sys_user` row whose `supabase_user_id` is `authId`, active or not. */
+  findAgentsByAuthId(authId: string): Promise<Agent[]>;
+  /** A person by kind and id (inactive too), or null. */
+  getPerson(ref: PersonRef): Promise<Person | null>;
 }
 
 /** Options of {@linkcode Authenticator}. */
 export interface AuthenticatorOptions {
+  /** Verifies agents' Supabase access tokens. */
   verifier: TokenVerifier;
-  /** Looks a user up by the token's `sub` (the Supabase auth id). */
-  findUser: (authId: string) => Promise<User | null>;
+  /** Verifies customers' tokens; null when `JWT_ACCESS_SECRET` is not configured. */
+  customerVerifier: CustomerTokenVerifier | null;
+  /** Where people are looked up. */
+  people: PersonLookup;
   /** Plain cookies holding an access token (`AUTH_COOKIE_NAMES`). */
   cookieNames: string[];
   /**
@@ -89,10 +125,28 @@ export interface RefreshOptions {
 
 const MAX_LOGGED_USER_AGENT = 256;
 
+/**
+ * Refusal reasons that say nothing about the client: the server could not
+ * decide (store or JWKS down), or the token was genuine but stale, or the
+ * account was refused. They never count against the client's address.
+ */
+const NOT_THE_CLIENTS_FAULT: ReadonlySet<string> = new Set([
+  "jwks_unavailable",
+  "store_error",
+  "internal_error",
+  "expired",
+  "not_yet_valid",
+  "origin_not_allowed",
+  "user_not_found",
+  "account_inactive",
+  "ambiguous_account",
+]);
+
 /** Turns handshakes into {@linkcode Identity}s; see the module docs. */
 export class Authenticator {
   readonly #verifier: TokenVerifier;
-  readonly #findUser: (authId: string) => Promise<User | null>;
+  readonly #customerVerifier: CustomerTokenVerifier | null;
+  readonly #people: PersonLookup;
   readonly #cookieNames: string[];
   readonly #allowedOrigins: Set<string>;
   readonly #failLimiter: FailLimiter | undefined;
@@ -100,7 +154,8 @@ export class Authenticator {
 
   constructor(options: AuthenticatorOptions) {
     this.#verifier = options.verifier;
-    this.#findUser = options.findUser;
+    this.#customerVerifier = options.customerVerifier;
+    this.#people = options.people;
     this.#cookieNames = [...options.cookieNames];
     this.#allowedOrigins = new Set(
       options.allowedOrigins.map(normalizeOrigin).filter((o) => o !== "" && o !== "*"),
@@ -110,59 +165,73 @@ export class Authenticator {
   }
 
   /**
-   * Authenticates a handshake, in this order: fail limiter (blocked →
-   * `AUTH_REQUIRED`, reason `too_many_failures`, nothing verified); token
-   * (none → `AUTH_REQUIRED`, `missing_token`); for cookie tokens the `Origin`
-   * (not allowed → `ACCESS_DENIED`, `origin_not_allowed`); verification
-   * (`AUTH_REQUIRED` with the verifier's reason); the user (unknown →
-   * `USER_NOT_FOUND`). Failures count against the address; a store failure
-   * becomes `SERVER_ERROR` and does not.
+   * Authenticates a handshake. Every token it presents is tried in source
+   * order (`auth.token`, Bearer, cookies) and the first that verifies wins;
+   * a cookie token needs an allowed `Origin` (`ACCESS_DENIED`,
+   * `origin_not_allowed`). With no token: `AUTH_REQUIRED` (`missing_token`).
+   * When every token fails, the first token's refusal is thrown. An address
+   * blocked by the fail limiter is refused (`too_many_failures`) unless one of
+   * its tokens verifies; only the client's own faults (forged, malformed or
+   * missing tokens) count against it, never a store or JWKS outage.
    */
   async authenticate(handshake: AuthHandshake): Promise<Identity> {
     const address = handshake.address;
     const userAgent = truncate(safeHeader(handshake.headers, "user-agent"));
     const now = this.#now();
     const limiter = this.#failLimiter;
-
-    if (limiter !== undefined && limiter.isBlocked(address, now)) {
-      security("auth_failure", { reason: "too_many_failures", address, userAgent });
-      throw new ServanaError("AUTH_REQUIRED", "Too many failed authentication attempts", {
-        details: { reason: "too_many_failures" },
-      });
+    const blocked = limiter !== undefined && limiter.isBlocked(address, now);
+    const candidates = extractTokens(handshake, { cookieNames: this.#cookieNames });
+    let firstRefusal: ServanaError | null = null;
+    let firstSource: TokenSource | undefined;
+    for (const candidate of candidates) {
+      try {
+        if (isAmbientCredential(candidate.source)) this.#checkOrigin(handshake.headers);
+        const identity = await this.#identify(candidate);
+        limiter?.recordSuccess(address, now);
+        security("auth_success", {
+          address,
+          userAgent,
+          source: candidate.source,
+          kind: identity.person.kind,
+          userId: identity.person.id,
+        });
+        return identity;
+      } catch (error) {
+        if (firstRefusal === null) {
+          firstRefusal = asServanaError(error);
+          firstSource = candidate.source;
+        }
+      }
     }
-
-    let source: TokenSource | undefined;
-    try {
-      const found = extractToken(handshake, { cookieNames: this.#cookieNames });
-      if (found === null) {
-        throw new ServanaError("AUTH_REQUIRED", "Authentication required: no token", {
+    const refused = blocked
+      ? new ServanaError("AUTH_REQUIRED", "Too many failed authentication attempts", {
+        details: { reason: "too_many_failures" },
+      })
+      : firstRefusal ??
+        new ServanaError("AUTH_REQUIRED", "Authentication required: no token", {
           details: { reason: "missing_token" },
         });
+    const reason = reasonOf(refused);
+    if (!blocked && limiter !== undefined && !NOT_THE_CLIENTS_FAULT.has(reason)) {
+      if (limiter.recordFailure(address, now)) {
+        security("auth_blocked", { address, userAgent, limit: limiter.limit });
       }
-      source = found.source;
-      if (isAmbientCredential(found.source)) this.#checkOrigin(handshake.headers);
-      const claims = await this.#verifier.verify(found.token);
-      const user = await this.#lookUp(claims.sub);
-      limiter?.recordSuccess(address, now);
-      security("auth_success", { address, userAgent, source, userId: user.id });
-      return { user, claims, source: found.source, expiresAt: expiresAtOf(claims) };
-    } catch (error) {
-      const refused = asServanaError(error);
-      const reason = reasonOf(refused);
-      if (refused.code !== "SERVER_ERROR") {
-        const blockedNow = limiter?.recordFailure(address, now) ?? false;
-        if (blockedNow) security("auth_blocked", { address, userAgent, limit: limiter?.limit });
-      }
-      security("auth_failure", { reason, code: refused.code, address, userAgent, source });
-      throw refused;
     }
+    security("auth_failure", {
+      reason,
+      code: refused.code,
+      address,
+      userAgent,
+      source: firstSource,
+    });
+    throw refused;
   }
 
   /**
    * Handles `refreshToken { token }`: verifies the new token, requires the
-   * same `sub` (else `ACCESS_DENIED`, reason `sub_mismatch`), looks the user
-   * up again (role or departments may have changed) and returns the new
-   * identity. The source stays the original handshake's.
+   * same person (else `ACCESS_DENIED`, reason `person_mismatch`), looks the
+   * person up again (role or departments may have changed) and returns the
+   * new identity. The source stays the original handshake's.
    */
   async refresh(
     identity: Identity,
@@ -173,18 +242,18 @@ export class Authenticator {
       address: options.address,
       userAgent: truncate(options.userAgent ?? null),
       source: identity.source,
-      userId: identity.user.id,
+      kind: identity.person.kind,
+      userId: identity.person.id,
     };
     try {
-      const claims = await this.#verifier.verify(token);
-      if (claims.sub !== identity.user.authId) {
-        throw new ServanaError("ACCESS_DENIED", "Refreshed token belongs to another user", {
-          details: { reason: "sub_mismatch" },
+      const next = await this.#identify({ token, source: identity.source });
+      if (!samePerson(next.person, identity.person)) {
+        throw new ServanaError("ACCESS_DENIED", "Refreshed token belongs to another person", {
+          details: { reason: "person_mismatch" },
         });
       }
-      const user = await this.#lookUp(claims.sub);
       security("token_refresh", fields);
-      return { user, claims, source: identity.source, expiresAt: expiresAtOf(claims) };
+      return next;
     } catch (error) {
       const refused = asServanaError(error);
       security("token_refresh_failure", {
@@ -194,6 +263,41 @@ export class Authenticator {
       });
       throw refused;
     }
+  }
+
+  /** Verifies one token (customer first, then Supabase) and finds its person. */
+  async #identify(candidate: Pick<ExtractedToken, "token" | "source">): Promise<Identity> {
+    const customer = this.#customerVerifier === null
+      ? null
+      : await this.#customerVerifier.verify(candidate.token);
+    if (customer !== null) {
+      const person = await this.#lookUp(() =>
+        this.#people.getPerson({ kind: "client", id: customer.clientId })
+      );
+      if (person === null) throw userNotFound();
+      if (!person.active) throw accountInactive();
+      return {
+        person,
+        tokenKind: "customer",
+        source: candidate.source,
+        expiresAt: customer.exp * 1000,
+      };
+    }
+    const claims = await this.#verifier.verify(candidate.token);
+    const rows = await this.#lookUp(() => this.#people.findAgentsByAuthId(claims.sub));
+    const active = rows.filter((row) => row.active);
+    if (active.length > 1) {
+      throw new ServanaError("ACCESS_DENIED", "More than one active account has this login", {
+        details: { reason: "ambiguous_account" },
+      });
+    }
+    if (active.length === 0) throw rows.length > 0 ? accountInactive() : userNotFound();
+    return {
+      person: active[0],
+      tokenKind: "supabase",
+      source: candidate.source,
+      expiresAt: claims.exp !== undefined ? claims.exp * 1000 : null,
+    };
   }
 
   #checkOrigin(headers: Headers): void {
@@ -210,27 +314,26 @@ export class Authenticator {
     });
   }
 
-  async #lookUp(authId: string): Promise<User> {
-    let user: User | null;
+  async #lookUp<T>(read: () => Promise<T>): Promise<T> {
     try {
-      user = await this.#findUser(authId);
+      return await read();
     } catch (cause) {
       throw new ServanaError("SERVER_ERROR", undefined, {
         details: { reason: "store_error" },
         cause,
       });
     }
-    if (user === null) {
-      throw new ServanaError("USER_NOT_FOUND", undefined, {
-        details: { reason: "user_not_found" },
-      });
-    }
-    return user;
   }
 }
 
-function expiresAtOf(claims: VerifiedClaims): number | null {
-  return claims.exp !== undefined ? claims.exp * 1000 : null;
+function userNotFound(): ServanaError {
+  return new ServanaError("USER_NOT_FOUND", undefined, { details: { reason: "user_not_found" } });
+}
+
+function accountInactive(): ServanaError {
+  return new ServanaError("ACCESS_DENIED", "This account is not active", {
+    details: { reason: "account_inactive" },
+  });
 }
 
 function asServanaError(error: unknown): ServanaError {

@@ -56,40 +56,55 @@ const SUPABASE_COOKIE = /^sb-([^.;=\s]+)-auth-token(?:\.(\d{1,2}))?$/;
 const BEARER = /^Bearer[ \t]+([^\s]+)[ \t]*$/i;
 
 /**
- * Finds the access token of a handshake, or `null` when none of the sources
- * holds a usable one.
+ * Every access token a handshake presents, in the order above, each token
+ * once. The caller tries them in order and takes the first that verifies, so
+ * that a stale cookie does not hide a valid Bearer token, nor a stale token
+ * a valid cookie.
  *
  * @example
  * ```ts
- * const found = extractToken({ headers: req.headers, auth: { token } }, { cookieNames: ["access_token"] });
+ * const found = extractTokens({ headers: req.headers, auth: { token } }, { cookieNames: ["access_token"] });
  * ```
  */
+export function extractTokens(
+  handshake: HandshakeCredentials,
+  options: ExtractTokenOptions = {},
+): ExtractedToken[] {
+  const found: ExtractedToken[] = [];
+  const add = (token: string | null, source: TokenSource, cookieName?: string) => {
+    if (token === null || found.some((f) => f.token === token)) return;
+    found.push(cookieName === undefined ? { token, source } : { token, source, cookieName });
+  };
+  add(tokenFromAuth(handshake.auth), "auth");
+  const headers = handshake.headers;
+  add(tokenFromAuthorization(safeHeader(headers, "authorization")), "bearer");
+  const cookieHeader = safeHeader(headers, "cookie");
+  if (cookieHeader === null) return found;
+  const cookies = parseRawCookies(cookieHeader);
+  for (const name of options.cookieNames ?? DEFAULT_COOKIE_NAMES) {
+    const raw = cookies.get(name);
+    if (raw !== undefined) add(cleanToken(decodeCookieValue(raw)), "cookie", name);
+  }
+  for (const supabase of tokensFromSupabaseCookies(cookies)) {
+    add(supabase.token, "cookie", supabase.name);
+  }
+  return found;
+}
+
+/** The first token {@linkcode extractTokens} finds, or null. */
 export function extractToken(
   handshake: HandshakeCredentials,
   options: ExtractTokenOptions = {},
 ): ExtractedToken | null {
-  const fromAuth = tokenFromAuth(handshake.auth);
-  if (fromAuth !== null) return { token: fromAuth, source: "auth" };
+  return extractTokens(handshake, options)[0] ?? null;
+}
 
-  const headers = handshake.headers;
-  const fromBearer = tokenFromAuthorization(safeHeader(headers, "authorization"));
-  if (fromBearer !== null) return { token: fromBearer, source: "bearer" };
-
-  const cookieHeader = safeHeader(headers, "cookie");
-  if (cookieHeader === null) return null;
-  const cookies = parseRawCookies(cookieHeader);
-  const names = options.cookieNames ?? DEFAULT_COOKIE_NAMES;
-  for (const name of names) {
-    const raw = cookies.get(name);
-    if (raw === undefined) continue;
-    const token = cleanToken(decodeCookieValue(raw));
-    if (token !== null) return { token, source: "cookie", cookieName: name };
-  }
-  const fromSupabase = tokenFromSupabaseCookies(cookies);
-  if (fromSupabase !== null) {
-    return { token: fromSupabase.token, source: "cookie", cookieName: fromSupabase.name };
-  }
-  return null;
+/** Whether the handshake's headers (not its CONNECT `auth`) carry a credential. */
+export function hasHeaderCredential(
+  headers: Headers,
+  options: ExtractTokenOptions = {},
+): boolean {
+  return extractTokens({ headers }, options).length > 0;
 }
 
 /**
@@ -160,9 +175,9 @@ function tokenFromAuthorization(header: string | null): string | null {
   return match === null ? null : cleanToken(match[1]);
 }
 
-function tokenFromSupabaseCookies(
+function tokensFromSupabaseCookies(
   cookies: Map<string, string>,
-): { token: string; name: string } | null {
+): { token: string; name: string }[] {
   const baseNames: string[] = [];
   for (const name of cookies.keys()) {
     const match = SUPABASE_COOKIE.exec(name);
@@ -170,13 +185,14 @@ function tokenFromSupabaseCookies(
     const base = `sb-${match[1]}-auth-token`;
     if (!baseNames.includes(base)) baseNames.push(base);
   }
+  const found: { token: string; name: string }[] = [];
   for (const base of baseNames) {
     const raw = combineChunks(cookies, base);
     if (raw === null) continue;
     const token = tokenFromSupabaseCookieValue(decodeCookieValue(raw));
-    if (token !== null) return { token, name: base };
+    if (token !== null) found.push({ token, name: base });
   }
-  return null;
+  return found;
 }
 
 /** As `@supabase/ssr` does: the unchunked cookie if present, else `.0`, `.1`, … until one is missing. */

@@ -31,7 +31,7 @@ import {
   type JWTVerifyOptions,
 } from "jose";
 import { ServanaError } from "../errors.ts";
-import { DEV_JWT_SECRET } from "./dev.ts";
+import { DEV_CUSTOMER_SECRET, DEV_JWT_SECRET } from "./dev.ts";
 
 /** Stable reasons a token is refused (`details.reason` of the error). */
 export type VerifyFailureReason =
@@ -46,7 +46,9 @@ export type VerifyFailureReason =
   | "no_key"
   | "jwks_unavailable"
   | "missing_sub"
-  | "missing_exp";
+  | "missing_exp"
+  | "missing_client_id"
+  | "wrong_token_type";
 
 /** The claims of a verified token the service uses. */
 export interface VerifiedClaims {
@@ -115,6 +117,8 @@ const MESSAGES: Readonly<Record<VerifyFailureReason, string>> = {
   jwks_unavailable: "Authentication required: signing keys unavailable",
   missing_sub: "Authentication required: token has no subject",
   missing_exp: "Authentication required: token has no expiry",
+  missing_client_id: "Authentication required: customer token has no client_id",
+  wrong_token_type: "Authentication required: not a customer access token",
 };
 
 /** Builds the `AUTH_REQUIRED` error for a refusal reason. */
@@ -134,33 +138,42 @@ export function issuerFor(supabaseUrl: string): string {
 
 /** Result of {@linkcode verifierOptionsFor}. */
 export interface VerifierSettings {
+  /** Options of the Supabase (agents') verifier. */
   options: TokenVerifierOptions;
-  /** True when the insecure {@linkcode DEV_JWT_SECRET} is in use (warn at start). */
+  /** The customers' token secret (`JWT_ACCESS_SECRET`), or null: customer tokens are refused. */
+  customerSecret: string | null;
+  /** True when the insecure {@linkcode DEV_JWT_SECRET} verifies agents' tokens (warn at start). */
   usingDevSecret: boolean;
+  /** True when the insecure {@linkcode DEV_CUSTOMER_SECRET} verifies customers' tokens. */
+  usingDevCustomerSecret: boolean;
 }
 
 /**
- * Verifier options from the service's configuration (`src/config.ts` has
- * already read `SUPABASE_JWT_SECRET`, the JWKS URL, issuer and audience). In
- * development with no key source the insecure development secret is used; in
- * production that throws.
+ * Verifier settings from the service's configuration (`src/config.ts` has
+ * already read `SUPABASE_JWT_SECRET`, `JWT_ACCESS_SECRET`, the JWKS URL,
+ * issuer and audience). In development, a missing key source is replaced by
+ * the insecure development secret of that kind; in production that throws.
  */
 export function verifierOptionsFor(
   config: Pick<Config, "appEnv" | "auth">,
 ): VerifierSettings {
-  const { jwtSecret, jwksUrl, issuer, audience } = config.auth;
+  const { jwtSecret, jwksUrl, issuer, audience, customerSecret } = config.auth;
   const common = { issuer: issuer ?? undefined, audience };
-  if (jwtSecret === null && jwksUrl === null) {
-    if (config.appEnv === "production") {
-      throw new Error(
-        "APP_ENV=production needs SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL (or SUPABASE_URL) to verify tokens",
-      );
-    }
-    return { options: { secret: DEV_JWT_SECRET, ...common }, usingDevSecret: true };
+  const development = config.appEnv === "development";
+  if (jwtSecret === null && jwksUrl === null && !development) {
+    throw new Error(
+      "APP_ENV=production needs SUPABASE_JWT_SECRET or SUPABASE_JWKS_URL (or SUPABASE_URL) to verify tokens",
+    );
   }
+  const usingDevSecret = jwtSecret === null && jwksUrl === null;
+  const usingDevCustomerSecret = customerSecret === null && development;
   return {
-    options: { secret: jwtSecret ?? undefined, jwksUrl: jwksUrl ?? undefined, ...common },
-    usingDevSecret: false,
+    options: usingDevSecret
+      ? { secret: DEV_JWT_SECRET, ...common }
+      : { secret: jwtSecret ?? undefined, jwksUrl: jwksUrl ?? undefined, ...common },
+    customerSecret: usingDevCustomerSecret ? DEV_CUSTOMER_SECRET : customerSecret,
+    usingDevSecret,
+    usingDevCustomerSecret,
   };
 }
 

@@ -16,8 +16,10 @@
  */
 
 import fallbackBundle from "socket.io-client/dist/socket.io.js" with { type: "text" };
-import fixture from "../../demo/fixture.json" with { type: "json" };
+import fixtureJson from "../../demo/fixture.json" with { type: "json" };
 import type { Config } from "../config.ts";
+import { parseFixture } from "../store/fixture.ts";
+import { agentRole } from "../store/mod.ts";
 import { DEMO_CSS, DEMO_JS, demoHtml, type DemoPageData } from "./page.ts";
 
 /** Answers a demo route, or null when the request is not one of them. */
@@ -57,20 +59,35 @@ export function loadClientBundle(): ClientBundle {
   return { text: fallbackBundle, kind: "full" };
 }
 
-/** The demo users and chat groups offered by the page (from demo/fixture.json). */
+/** The demo people and conversations offered by the page (from demo/fixture.json). */
 export function demoPageData(devLogin: boolean): DemoPageData {
+  const fixture = parseFixture(fixtureJson);
+  const profiles = new Map((fixture.profile ?? []).map((p) => [p.prof_id, p]));
+  const roles = new Map((fixture.role ?? []).map((r) => [r.role_id, r.role_name]));
+  const names = (profId: number | null | undefined) => {
+    const profile = profId == null ? undefined : profiles.get(profId);
+    return { firstName: profile?.prof_firstname ?? "", lastName: profile?.prof_lastname ?? "" };
+  };
+  const agents = (fixture.sys_user ?? []).map((u) => ({
+    kind: "agent" as const,
+    id: u.sys_user_id,
+    role: agentRole(u.role_id == null ? null : roles.get(u.role_id) ?? null),
+    ...names(u.prof_id),
+  }));
+  const customers = (fixture.client ?? []).map((c) => ({
+    kind: "client" as const,
+    id: c.client_id,
+    role: "client" as const,
+    ...names(c.prof_id),
+  }));
   return {
-    users: fixture.users.map((u) => ({
-      id: u.id,
-      role: u.role as "admin" | "agent" | "client",
-      firstName: u.firstName,
-      lastName: u.lastName,
-    })),
-    groups: fixture.chatGroups.map((g) => ({
-      id: g.id,
-      clientId: g.clientId,
-      agentId: g.agentId,
-      status: g.status,
+    users: [...agents, ...customers],
+    groups: (fixture.chat_group ?? []).map((g) => ({
+      id: g.chat_group_id,
+      clientId: g.client_id,
+      agentId: g.sys_user_id ?? null,
+      departmentId: g.dept_id ?? null,
+      status: g.status ?? null,
     })),
     devLogin,
   };

@@ -7,8 +7,9 @@
  * @module
  */
 
-/** A demo user offered by the console's user picker. */
+/** A demo person offered by the console's picker (agents and customers have separate ids). */
 export interface DemoUser {
+  kind: "agent" | "client";
   id: number;
   role: "admin" | "agent" | "client";
   firstName: string;
@@ -20,7 +21,8 @@ export interface DemoGroup {
   id: number;
   clientId: number;
   agentId: number | null;
-  status: string;
+  departmentId: number | null;
+  status: string | null;
 }
 
 /** What the page is told at load time (embedded as a JSON data block). */
@@ -208,26 +210,29 @@ export const DEMO_JS = `(function () {
     return node;
   }
 
-  // Chat text arrives HTML-escaped by the server's sanitizer; it is shown
-  // with textContent, so the entities are turned back into characters.
-  var ENTITIES = { lt: "<", gt: ">", amp: "&", quot: "\\"", "#39": "'", "#x27": "'", "#x2F": "/" };
-  function decodeEntities(text) {
-    return String(text).replace(/&(lt|gt|amp|quot|#39|#x27|#x2F);/g, function (m, name) {
-      return ENTITIES[name];
-    });
+  // Chat text arrives as the person typed it, markup removed; it is always
+  // shown with textContent, never as HTML.
+
+  // agents and customers have separate ids: a person is (kind, id)
+  function kindOf(userType) {
+    return userType === "client" ? "client" : "agent";
   }
 
-  function userById(id) {
+  function userByKey(kind, id) {
     for (var i = 0; i < data.users.length; i++) {
-      if (data.users[i].id === id) return data.users[i];
+      if (data.users[i].kind === kind && data.users[i].id === id) return data.users[i];
     }
     return null;
   }
 
-  function displayName(id, fallbackRole) {
-    var user = userById(id);
-    if (user) return user.firstName + " " + user.lastName;
-    return (fallbackRole || "user") + " " + id;
+  function displayName(id, userType) {
+    var user = userByKey(kindOf(userType), id);
+    if (user) return (user.firstName + " " + user.lastName).trim() || (user.role + " " + id);
+    return (userType || "user") + " " + id;
+  }
+
+  function isMe(id, userType) {
+    return !!state.user && state.user.id === id && state.user.kind === kindOf(userType);
   }
 
   function groupById(id) {
@@ -322,8 +327,8 @@ export const DEMO_JS = `(function () {
     var agentChosen = false; // an agent is the default choice
     for (var i = 0; i < data.users.length; i++) {
       var u = data.users[i];
-      var option = make("option", "", u.role + " · " + u.firstName + " " + u.lastName + " (" + u.id + ")");
-      option.value = String(u.id);
+      var option = make("option", "", u.role + " · " + (u.firstName + " " + u.lastName).trim() + " (" + u.kind + " " + u.id + ")");
+      option.value = u.kind + ":" + u.id;
       if (u.role === "agent" && !agentChosen) {
         option.selected = true;
         agentChosen = true;
@@ -343,10 +348,10 @@ export const DEMO_JS = `(function () {
     if (!user) return;
     for (var i = 0; i < data.groups.length; i++) {
       var g = data.groups[i];
-      var mine = user.role === "admin" || g.clientId === user.id || g.agentId === user.id ||
-        (user.role === "agent" && g.agentId === null);
+      var mine = user.role === "admin" ||
+        (user.kind === "client" ? g.clientId === user.id : g.agentId === user.id || g.agentId === null);
       if (!mine) continue;
-      var button = make("button", g.status === "active" ? "" : "closed", "#" + g.id);
+      var button = make("button", g.status === "resolved" ? "closed" : "", "#" + g.id);
       button.type = "button";
       button.title = "Join chat group " + g.id + " (" + g.status + ")";
       button.dataset.group = String(g.id);
@@ -359,13 +364,13 @@ export const DEMO_JS = `(function () {
 
   function login(event) {
     event.preventDefault();
-    var userId = Number(el("user-select").value);
+    var choice = el("user-select").value.split(":");
     disconnect(false);
     setStatus("logging in…", "wait");
     fetch("/dev/login", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ userId: userId }),
+      body: JSON.stringify({ kind: choice[0], id: Number(choice[1]) }),
       credentials: "same-origin",
     }).then(function (res) {
       return res.json().catch(function () {
@@ -377,8 +382,8 @@ export const DEMO_JS = `(function () {
           return;
         }
         // the token is in the HttpOnly cookie now; the page never keeps it
-        state.user = body.user;
-        log("out", "POST /dev/login", { userId: body.user.id, role: body.user.role });
+        state.user = body.person;
+        log("out", "POST /dev/login", { kind: body.person.kind, id: body.person.id, role: body.person.role });
         suggestGroups();
         el("stats-card").hidden = state.user.role !== "admin";
         connect();
@@ -467,7 +472,7 @@ export const DEMO_JS = `(function () {
       var p = first(arguments);
       if (!p || p.chatGroupId !== state.group) return;
       systemLine(displayName(p.userId, p.userType) + " left");
-      removeTyper(p.userId);
+      removeTyper(p.userType, p.userId);
       if (state.room && state.room.id === p.chatGroupId) state.room.members = Math.max(1, state.room.members - 1);
       renderRoomInfo();
     });
@@ -475,16 +480,16 @@ export const DEMO_JS = `(function () {
       var m = first(arguments);
       log("", "← receiveMessage", { chat_id: m.chat_id, chatGroupId: m.chatGroupId });
       if (m.chatGroupId !== state.group) return;
-      if (m.sender) removeTyper(m.sender.userId);
+      if (m.sender) removeTyper(m.sender_type, m.sender.userId);
       addMessage(m);
     });
     socket.on("typing", function () {
       var p = first(arguments);
-      if (p && p.chatGroupId === state.group) addTyper(p.userId, p.userType);
+      if (p && p.chatGroupId === state.group) addTyper(p.userType, p.userId);
     });
     socket.on("stopTyping", function () {
       var p = first(arguments);
-      if (p && p.chatGroupId === state.group) removeTyper(p.userId);
+      if (p && p.chatGroupId === state.group) removeTyper(p.userType, p.userId);
     });
     socket.on("roomStatsUpdate", function () {
       renderStats(first(arguments));
@@ -554,7 +559,7 @@ export const DEMO_JS = `(function () {
       item.appendChild(make("span", "dot"));
       item.appendChild(make("span", "name", displayName(u.userId, u.userType)));
       item.appendChild(make("span", "role", u.userType));
-      if (state.user && u.userId === state.user.id) item.appendChild(make("span", "me", "you"));
+      if (isMe(u.userId, u.userType)) item.appendChild(make("span", "me", "you"));
       list.appendChild(item);
     });
   }
@@ -619,7 +624,7 @@ export const DEMO_JS = `(function () {
     if (state.seen.has(m.chat_id)) return;
     state.seen.add(m.chat_id);
     var senderId = m.sender ? m.sender.userId : null;
-    var mine = state.user && senderId === state.user.id;
+    var mine = senderId !== null && isMe(senderId, m.sender_type);
     var item = make("li", mine ? "msg mine" : "msg");
     item.dataset.chatId = String(m.chat_id);
     var meta = make("div", "meta");
@@ -631,7 +636,7 @@ export const DEMO_JS = `(function () {
     meta.appendChild(make("span", "role", m.sender_type));
     meta.appendChild(make("time", "", new Date(m.chat_created_at).toLocaleTimeString([], { hour12: false })));
     item.appendChild(meta);
-    item.appendChild(make("div", "text", decodeEntities(m.chat_message)));
+    item.appendChild(make("div", "text", m.chat_message));
     var list = el("messages");
     list.appendChild(item);
     list.scrollTop = list.scrollHeight;
@@ -651,7 +656,7 @@ export const DEMO_JS = `(function () {
   }
 
   function clientIdFor(groupId) {
-    if (state.user.role === "client") return state.user.id;
+    if (state.user.kind === "client") return state.user.id;
     var group = groupById(groupId);
     return group ? group.clientId : undefined;
   }
@@ -698,23 +703,25 @@ export const DEMO_JS = `(function () {
     emit("stopTyping", { chatGroupId: state.group, userType: state.user.role, userId: state.user.id });
   }
 
-  function addTyper(userId, userType) {
-    var current = state.typers.get(userId);
+  function addTyper(userType, userId) {
+    var key = kindOf(userType) + ":" + userId;
+    var current = state.typers.get(key);
     if (current) clearTimeout(current.timer);
-    state.typers.set(userId, {
+    state.typers.set(key, {
       name: displayName(userId, userType),
       timer: setTimeout(function () {
-        removeTyper(userId);
+        removeTyper(userType, userId);
       }, TYPING_SHOWN_MS),
     });
     renderTypers();
   }
 
-  function removeTyper(userId) {
-    var current = state.typers.get(userId);
+  function removeTyper(userType, userId) {
+    var key = kindOf(userType) + ":" + userId;
+    var current = state.typers.get(key);
     if (!current) return;
     clearTimeout(current.timer);
-    state.typers.delete(userId);
+    state.typers.delete(key);
     renderTypers();
   }
 

@@ -6,25 +6,20 @@
  */
 
 import type { Server } from "socket.io";
-import { z } from "zod";
-import { ADMINS_ROOM, isAdmin, userRoom } from "../access.ts";
+import { ADMINS_ROOM, isAdmin, kindOfUserType, personRoom } from "../access.ts";
 import { ServanaError } from "../errors.ts";
 import { log, security } from "../log.ts";
 import type { Presence } from "../presence.ts";
 import type { ChatStore } from "../store/mod.ts";
-import {
-  enforceReadBudget,
-  type EventContext,
-  idSchema,
-  noPayloadSchema,
-  onEvent,
-} from "./context.ts";
+import { enforceRateLimit, type EventContext, personOf, securityEvent } from "./context.ts";
 
-/** `disconnectUser { userId, reason? }` */
-export const disconnectUserSchema = z.object({
-  userId: idSchema,
-  reason: z.string().max(200).optional(),
-});
+/** Input of {@linkcode disconnectUser}. */
+export interface DisconnectInput {
+  userId: number;
+  /** Which person: customers and agents share numbers. */
+  userType: "agent" | "client" | "admin";
+  reason?: string;
+}
 
 /** The seed's `roomStatsUpdate` payload. */
 export interface RoomStats {
@@ -49,48 +44,43 @@ export async function roomStats(store: ChatStore, presence: Presence): Promise<R
 }
 
 function requireAdmin(ctx: EventContext, event: string): void {
-  if (isAdmin(ctx.user)) return;
-  security("access_denied", {
-    socketEvent: event,
-    reason: "admin_only",
-    userId: ctx.user.id,
-    role: ctx.user.role,
-    address: ctx.socket.handshake.address,
-  });
+  if (isAdmin(personOf(ctx))) return;
+  securityEvent(ctx, "access_denied", { socketEvent: event, reason: "admin_only" });
   throw new ServanaError("ACCESS_DENIED", "Admins only");
 }
 
-/** Registers the admin events on a socket. */
-export function registerAdminHandlers(ctx: EventContext): void {
-  onEvent(ctx, "getRoomStats", {
-    schema: noPayloadSchema,
-    handler: async (_payload, { socket, services }) => {
-      requireAdmin(ctx, "getRoomStats");
-      enforceReadBudget(ctx, "getRoomStats");
-      const stats = await roomStats(services.store, services.presence);
-      socket.emit("roomStatsUpdate", stats);
-      return { stats };
-    },
-  });
+/** `getRoomStats` (admins) → `roomStatsUpdate`. */
+export async function getRoomStats(_input: unknown, ctx: EventContext, event: string) {
+  requireAdmin(ctx, event);
+  await enforceRateLimit(ctx, "read", event);
+  const stats = await roomStats(ctx.services.store, ctx.services.presence);
+  ctx.socket.emit("roomStatsUpdate", stats);
+  return { stats };
+}
 
-  onEvent(ctx, "disconnectUser", {
-    schema: disconnectUserSchema,
-    handler: async (payload, { user, services }) => {
-      requireAdmin(ctx, "disconnectUser");
-      const target = services.io.in(userRoom(payload.userId));
-      const sockets = await target.fetchSockets();
-      const reason = payload.reason ?? "Disconnected by an administrator";
-      target.emit("forcedDisconnect", { reason, by: user.id });
-      target.disconnectSockets(true);
-      security("forced_disconnect", {
-        adminId: user.id,
-        userId: payload.userId,
-        sockets: sockets.length,
-        reason,
-      });
-      return { userId: payload.userId, disconnected: sockets.length };
-    },
+/**
+ * `disconnectUser { userId, userType, reason? }` (admins): `forcedDisconnect`
+ * to every socket of that person, on every process, then they are
+ * disconnected. `disconnected` counts their connections.
+ */
+export async function disconnectUser(input: DisconnectInput, ctx: EventContext, event: string) {
+  requireAdmin(ctx, event);
+  const { services } = ctx;
+  const target = { kind: kindOfUserType(input.userType), id: input.userId };
+  const count = await services.members.connectionCount(target);
+  const room = services.io.in(personRoom(target));
+  const reason = input.reason ?? "Disconnected by an administrator";
+  const admin = personOf(ctx);
+  room.emit("forcedDisconnect", { reason, by: admin.id });
+  room.disconnectSockets(true);
+  security("forced_disconnect", {
+    adminId: admin.id,
+    kind: target.kind,
+    userId: target.id,
+    sockets: count,
+    reason,
   });
+  return { userId: target.id, userType: target.kind, disconnected: count };
 }
 
 /**

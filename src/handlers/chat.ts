@@ -1,76 +1,97 @@
 /**
- * Chat events: `joinChatGroup`, `leaveRoom`, `sendMessage`, `getMessages`.
+ * Chat operations: joining and leaving a conversation, sending a message,
+ * reading history. The seed's events (`joinChatGroup`, `leaveRoom`,
+ * `sendMessage`, `getMessages`) and the apps' (`chat:join`, `chat:leave`,
+ * `sendMessage` with `chat_body`) map onto them (`vocabulary.ts`).
  *
  * @module
  */
 
-import sanitizeHtml from "sanitize-html";
-import { z } from "zod";
-import { canAccessChatGroup, chatRoom, deptRoom, userRoom } from "../access.ts";
+import {
+  canAccessChatGroup,
+  chatRoom,
+  chatRooms,
+  customerRoom,
+  departmentRoom,
+  departmentRooms,
+  otherSidePresent,
+} from "../access.ts";
+import { cleanChatText, MAX_STORED_BYTES, storedBytes } from "../chat_text.ts";
 import { ServanaError } from "../errors.ts";
-import { security } from "../log.ts";
-import type { ChatGroup, ChatMessage, User } from "../store/mod.ts";
+import { log } from "../log.ts";
+import {
+  type ChatGroup,
+  type ChatMessage,
+  type Conversation,
+  isResolved,
+  type Person,
+  personKey,
+} from "../store/mod.ts";
 import {
   assertSelf,
+  denyAccess,
   enforceRateLimit,
-  enforceReadBudget,
   type EventContext,
-  idSchema,
   invalidField,
-  onEvent,
-  userTypeSchema,
+  personOf,
+  type Services,
 } from "./context.ts";
+import {
+  customerListPayload,
+  customerSortPayload,
+  messageStatusPayload,
+  receiveMessagePayload,
+  roomNoticePayload,
+} from "./payloads.ts";
 
-/** `joinChatGroup { groupId, userType, userId }` (the seed spells it `groupId` here). */
-export const joinChatGroupSchema = z.object({
-  groupId: idSchema,
-  userType: userTypeSchema.optional(),
-  userId: idSchema.optional(),
-});
-/** `leaveRoom { chatGroupId }` */
-export const leaveRoomSchema = z.object({ chatGroupId: idSchema });
-/** `sendMessage { message, chatGroupId, clientId, clientMessageId? }` */
-export const sendMessageSchema = z.object({
-  message: z.string({ message: "expected a string" }),
-  chatGroupId: idSchema,
-  clientId: idSchema,
-  clientMessageId: z.string().min(1).max(128).optional(),
-});
-/** `getMessages { chatGroupId, before?, limit? }` */
-export const getMessagesSchema = z.object({
-  chatGroupId: idSchema,
-  before: idSchema.optional(),
-  limit: z.number().int().min(1).max(200).optional(),
-});
-
-const SANITIZE_OPTIONS: sanitizeHtml.IOptions = {
-  allowedTags: [],
-  allowedAttributes: {},
-  disallowedTagsMode: "discard",
-};
-
-/**
- * Sanitizes chat text against XSS: every tag is removed (scripts and styles
- * with their content) and the remaining text is HTML-escaped.
- */
-export function sanitizeMessage(text: string): string {
-  return sanitizeHtml(text, SANITIZE_OPTIONS).trim();
+/** A payload's claim of who is acting (`userId`, `userType`), checked against the token. */
+export interface Claim {
+  userId?: number;
+  userType?: "agent" | "client" | "admin";
 }
 
-/** The seed's `receiveMessage` payload for a stored message. */
-export function receiveMessagePayload(message: ChatMessage, sender: User) {
-  return {
-    chat_id: message.id,
-    chat_message: message.message,
-    chat_created_at: message.createdAt,
-    sender_type: message.senderType,
-    chatGroupId: message.chatGroupId,
-    sender: {
-      userId: sender.id,
-      profile: { prof_firstname: sender.firstName, prof_lastname: sender.lastName },
-    },
-  };
+/** Input of {@linkcode joinChat}. */
+export interface JoinInput {
+  chatGroupId: number;
+  claim: Claim;
+  /** The apps' `chat:join`: leave the conversation joined before (one open conversation). */
+  switchRooms: boolean;
 }
+
+/** Input of {@linkcode leaveChat}. */
+export interface LeaveInput {
+  chatGroupId: number;
+}
+
+/** Input of {@linkcode sendChatMessage}. */
+export interface SendInput {
+  chatGroupId: number;
+  /** The text as sent (cleaned before it is stored). */
+  text: string;
+  /** The seed's `clientId`: when given it must be the conversation's customer. */
+  clientId?: number;
+  /** Makes a retried send idempotent. */
+  clientMessageId?: string;
+  /**
+   * The apps' `sendMessage`: a sender who may access the conversation but has
+   * not joined it (the mobile app sends the first message before `chat:join`)
+   * joins it; the seed's clients must have joined.
+   */
+  joinIfNeeded: boolean;
+}
+
+/** Input of {@linkcode getMessages}. */
+export interface HistoryInput {
+  chatGroupId: number;
+  before?: number;
+  limit?: number;
+}
+
+/** Delay before read-on-join marks older messages (as the original backend). */
+const READ_BATCH_DELAY_MS = 2000;
+/** How far back read-on-join's second pass looks, and how many it marks. */
+const READ_BATCH_WINDOW_MS = 86_400_000;
+const READ_BATCH_LIMIT = 20;
 
 async function loadGroup(ctx: EventContext, chatGroupId: number): Promise<ChatGroup> {
   const group = await ctx.services.store.getChatGroup(chatGroupId);
@@ -78,172 +99,277 @@ async function loadGroup(ctx: EventContext, chatGroupId: number): Promise<ChatGr
   return group;
 }
 
-function denyAccess(ctx: EventContext, event: string, chatGroupId: number, reason: string): never {
-  security("access_denied", {
-    socketEvent: event,
-    reason,
-    chatGroupId,
-    userId: ctx.user.id,
-    role: ctx.user.role,
-    address: ctx.socket.handshake.address,
-  });
-  throw new ServanaError("ACCESS_DENIED", "You do not have access to this chat group");
+function roomInactive(group: ChatGroup): ServanaError {
+  return new ServanaError("ROOM_INACTIVE", `Chat group ${group.id} is closed`);
 }
 
-/** User ids of the other sockets in a chat room, across every server process. */
-async function otherMembers(ctx: EventContext, room: string): Promise<(number | undefined)[]> {
-  const sockets = await ctx.services.io.in(room).fetchSockets();
-  return sockets.filter((s) => s.id !== ctx.socket.id)
-    .map((s) => (s.data as { user?: User }).user?.id);
+/** Puts the socket into a conversation's rooms and the members registry; true for the person's first socket there. */
+async function enterRoom(ctx: EventContext, group: ChatGroup): Promise<boolean> {
+  const { socket, services } = ctx;
+  const already = socket.rooms.has(chatRoom(group.id));
+  const { first } = await services.members.join(group.id, personOf(ctx), socket.id);
+  socket.join(chatRooms(group.id));
+  if (first && !already) {
+    socket.to(chatRoom(group.id)).emit("userJoined", roomNoticePayload(personOf(ctx), group.id));
+  }
+  return first;
 }
 
-/** Registers the chat events on a socket. */
-export function registerChatHandlers(ctx: EventContext): void {
-  const { socket, user, services } = ctx;
+/** Takes the socket out of a conversation; `userLeft` when the person's last socket left. */
+export async function exitRoom(
+  ctx: EventContext,
+  chatGroupId: number,
+  options: { announce: boolean },
+): Promise<boolean> {
+  const { socket, services } = ctx;
+  const person = personOf(ctx);
+  for (const room of chatRooms(chatGroupId)) socket.leave(room);
+  if (socket.data.currentChat === chatGroupId) socket.data.currentChat = null;
+  const { last } = await services.members.leave(chatGroupId, person, socket.id);
+  if (last) {
+    services.typing.forget(personKey(person), chatGroupId);
+    if (options.announce) {
+      services.io.to(chatRoom(chatGroupId)).emit(
+        "userLeft",
+        roomNoticePayload(person, chatGroupId),
+      );
+    }
+  }
+  return last;
+}
 
-  onEvent(ctx, "joinChatGroup", {
-    schema: joinChatGroupSchema,
-    handler: async (payload) => {
-      assertSelf(ctx, "joinChatGroup", payload);
-      enforceReadBudget(ctx, "joinChatGroup");
-      const group = await loadGroup(ctx, payload.groupId);
-      if (!canAccessChatGroup(user, group)) {
-        denyAccess(ctx, "joinChatGroup", group.id, "not_allowed");
-      }
-      if (group.status !== "active") {
-        throw new ServanaError("ROOM_INACTIVE", `Chat group ${group.id} is closed`);
-      }
-      const room = chatRoom(group.id);
-      const already = socket.rooms.has(room);
-      const others = await otherMembers(ctx, room);
-      socket.join(room);
-      const members = new Set([...others, user.id]).size;
-      socket.emit("joinedRoom", {
-        chatGroupId: group.id,
-        roomInfo: { status: group.status, memberCount: members },
-      });
-      // one notice per user: not for another tab of someone already in the room
-      if (!already && !others.includes(user.id)) {
-        socket.to(room).emit("userJoined", {
-          userType: user.role,
-          userId: user.id,
-          chatGroupId: group.id,
-        });
-      }
-      return { chatGroupId: group.id, memberCount: members };
-    },
+/**
+ * Joins a conversation: identity claim → read budget → the conversation
+ * (`ROOM_NOT_FOUND`) → access (`ACCESS_DENIED`) → open (`ROOM_INACTIVE`) →
+ * rooms → `joinedRoom` to the sender, `userJoined` to the others (once per
+ * person), then the other side's delivered, unread messages are marked read.
+ */
+export async function joinChat(input: JoinInput, ctx: EventContext, event: string) {
+  const { socket, services } = ctx;
+  assertSelf(ctx, event, input.claim);
+  await enforceRateLimit(ctx, "read", event);
+  const group = await loadGroup(ctx, input.chatGroupId);
+  const person = personOf(ctx);
+  if (!canAccessChatGroup(person, group)) {
+    denyAccess(ctx, event, { chatGroupId: group.id, reason: "not_allowed" });
+  }
+  if (isResolved(group)) throw roomInactive(group);
+  const previous = socket.data.currentChat;
+  if (input.switchRooms && previous !== null && previous !== group.id) {
+    await exitRoom(ctx, previous, { announce: true });
+  }
+  await enterRoom(ctx, group);
+  if (input.switchRooms) socket.data.currentChat = group.id;
+  const members = await services.members.members(group.id);
+  socket.emit("joinedRoom", {
+    chatGroupId: group.id,
+    roomInfo: { status: group.status, memberCount: members.length },
   });
+  services.track(readOnJoin(ctx, group.id));
+  return { chatGroupId: group.id, memberCount: members.length };
+}
 
-  onEvent(ctx, "leaveRoom", {
-    schema: leaveRoomSchema,
-    handler: async (payload) => {
-      const room = chatRoom(payload.chatGroupId);
-      if (!socket.rooms.has(room)) return { left: false };
-      socket.leave(room);
-      // the user is still there in another tab: nobody left
-      if ((await otherMembers(ctx, room)).includes(user.id)) return { left: true };
-      services.typing.forget(user.id, payload.chatGroupId);
-      socket.to(room).emit("userLeft", {
-        userType: user.role,
-        userId: user.id,
-        chatGroupId: payload.chatGroupId,
+/**
+ * Read on join: the other side's newest delivered, unread message is marked
+ * read now, up to 20 more of the last day two seconds later, each announced
+ * with `messageStatusUpdate { status: "read" }` to the room.
+ */
+async function readOnJoin(ctx: EventContext, chatGroupId: number): Promise<void> {
+  const { store, io } = ctx.services;
+  const reader = personOf(ctx).kind;
+  try {
+    const at = new Date();
+    const newest = await store.markRead({ chatGroupId, reader, at, limit: 1 });
+    if (newest.length === 0) return;
+    io.to(chatRoom(chatGroupId)).emit(
+      "messageStatusUpdate",
+      messageStatusPayload(newest[0], { status: "read", at, by: "auto_join" }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, READ_BATCH_DELAY_MS));
+    const later = new Date();
+    const more = await store.markRead({
+      chatGroupId,
+      reader,
+      at: later,
+      limit: READ_BATCH_LIMIT,
+      since: new Date(later.getTime() - READ_BATCH_WINDOW_MS),
+    });
+    for (const chatId of more) {
+      io.to(chatRoom(chatGroupId)).emit(
+        "messageStatusUpdate",
+        messageStatusPayload(chatId, { status: "read", at: later, by: "auto_join_batch" }),
+      );
+    }
+  } catch (error) {
+    log("warn", "read on join failed", { chatGroupId, error: String(error) });
+  }
+}
+
+/** Leaves a conversation; `userLeft` to the others when the person's last socket left. */
+export async function leaveChat(input: LeaveInput, ctx: EventContext) {
+  if (!ctx.socket.rooms.has(chatRoom(input.chatGroupId))) return { left: false };
+  await exitRoom(ctx, input.chatGroupId, { announce: true });
+  return { left: true };
+}
+
+/**
+ * Sends a message, cheapest gate first: length → membership (in memory) →
+ * the conversation (`ROOM_NOT_FOUND`) → access (`ACCESS_DENIED`) → open
+ * (`ROOM_INACTIVE`) → `clientId` → rate limit → cleaning the text → store
+ * (`SERVER_ERROR`: nothing stored or broadcast) → `receiveMessage` to the
+ * room, sender included → ack. A retried `clientMessageId` is acked with the
+ * stored message and broadcast again (clients merge by `chat_id`). Then,
+ * off the ack's path: delivery and read state, `messageStatusUpdate`,
+ * `messageDelivered` to the sender, and the agents' list updates.
+ */
+export async function sendChatMessage(input: SendInput, ctx: EventContext, event: string) {
+  const { socket, services } = ctx;
+  const max = services.config.maxMessageLength;
+  if (input.text.length > max) {
+    throw invalidField("message", `longer than ${max} characters`, `at most ${max} characters`);
+  }
+  const member = socket.rooms.has(chatRoom(input.chatGroupId));
+  if (!member && !input.joinIfNeeded) {
+    denyAccess(ctx, event, { chatGroupId: input.chatGroupId, reason: "not_a_member" });
+  }
+  const conversation = await services.store.getConversation(input.chatGroupId);
+  if (!conversation) {
+    throw new ServanaError("ROOM_NOT_FOUND", `Chat group ${input.chatGroupId} does not exist`);
+  }
+  const group = conversation.group;
+  const person = personOf(ctx);
+  if (!canAccessChatGroup(person, group)) {
+    if (member) await exitRoom(ctx, group.id, { announce: true });
+    denyAccess(ctx, event, { chatGroupId: group.id, reason: "not_allowed" });
+  }
+  if (isResolved(group)) throw roomInactive(group);
+  if (input.clientId !== undefined && input.clientId !== group.clientId) {
+    throw invalidField(
+      "clientId",
+      "not the customer of this chat group",
+      "does not match the chat group",
+    );
+  }
+  await enforceRateLimit(ctx, "message", event);
+  const body = cleanChatText(input.text);
+  if (body.length === 0) {
+    throw invalidField("message", "empty after sanitizing", "must contain text");
+  }
+  if (storedBytes(body) > MAX_STORED_BYTES) {
+    throw invalidField("message", "too large to store", `at most ${MAX_STORED_BYTES} bytes stored`);
+  }
+  if (!member) await enterRoom(ctx, group);
+
+  let stored;
+  try {
+    stored = await services.store.addMessage({
+      chatGroupId: group.id,
+      sender: { kind: person.kind, id: person.id },
+      body,
+      clientMessageId: input.clientMessageId ?? null,
+    });
+  } catch (error) {
+    if (error instanceof ServanaError) throw error;
+    throw new ServanaError("SERVER_ERROR", "The message could not be stored; please retry", {
+      cause: error,
+    });
+  }
+  const message = stored.message;
+  services.io.to(chatRoom(group.id)).emit("receiveMessage", receiveMessagePayload(message, person));
+  services.metrics.messagesOut.inc();
+  services.track(afterSend(ctx, conversation, message));
+  return { chat_id: message.id, duplicate: !stored.created };
+}
+
+/** What follows a stored and broadcast message (see {@linkcode sendChatMessage}). */
+async function afterSend(
+  ctx: EventContext,
+  conversation: Conversation,
+  message: ChatMessage,
+): Promise<void> {
+  const { socket, services } = ctx;
+  const { io, store } = services;
+  const group = conversation.group;
+  const person = personOf(ctx);
+  try {
+    const members = await services.members.members(group.id);
+    const read = otherSidePresent(person, members);
+    const at = new Date();
+    await store.markDelivered(message, { at, read });
+    io.to(chatRoom(group.id)).emit(
+      "messageStatusUpdate",
+      messageStatusPayload(message.id, { status: read ? "read" : "delivered", at, by: "auto" }),
+    );
+    socket.emit("messageDelivered", {
+      chat_id: message.id,
+      chat_group_id: group.id,
+      timestamp: message.createdAt,
+    });
+    const departmentTargets = group.departmentId === null
+      ? []
+      : departmentRooms(group.departmentId);
+    io.to([customerRoom(group.clientId), ...departmentTargets]).emit("updateChatGroups", {
+      action: "new_message",
+      chatGroupId: group.id,
+      timestamp: message.createdAt,
+    });
+    const sort = customerSortPayload(group.id, at);
+    if (group.agentId !== null) {
+      // the apps' list entry goes to the assigned agent only (the web app adds it to the list)
+      const hasUnread = person.kind === "client" && !read;
+      const agent = `agent_${group.agentId}`;
+      io.to(agent).emit("customerListUpdate", {
+        ...sort,
+        ...customerListPayload("move_to_top", conversation, { hasUnread, at }),
       });
-      return { left: true };
-    },
+      if (group.departmentId !== null) {
+        io.to(departmentRoom(group.departmentId)).except(agent).emit("customerListUpdate", sort);
+      }
+    } else if (group.departmentId !== null) {
+      io.to(departmentRoom(group.departmentId)).emit("customerListUpdate", sort);
+    }
+  } catch (error) {
+    log("warn", "delivery update failed", { chatId: message.id, error: String(error) });
+  }
+}
+
+/** History of a conversation: read budget → conversation → access → a page of messages, ascending. */
+export async function getMessages(input: HistoryInput, ctx: EventContext, event: string) {
+  const { services } = ctx;
+  await enforceRateLimit(ctx, "read", event);
+  const group = await loadGroup(ctx, input.chatGroupId);
+  if (!canAccessChatGroup(personOf(ctx), group)) {
+    denyAccess(ctx, event, { chatGroupId: group.id, reason: "not_allowed" });
+  }
+  const messages = await services.store.listMessages(group.id, {
+    before: input.before,
+    limit: input.limit ?? 50,
   });
+  const refs = new Map<string, { kind: "agent" | "client"; id: number }>();
+  for (const m of messages) if (m.sender !== null) refs.set(personKey(m.sender), m.sender);
+  const people = new Map<string, Person>();
+  for (const p of await services.store.getPeople([...refs.values()])) people.set(personKey(p), p);
+  const history = messages.map((m) =>
+    receiveMessagePayload(m, m.sender === null ? null : people.get(personKey(m.sender)) ?? null)
+  );
+  return { chatGroupId: group.id, messages: history };
+}
 
-  onEvent(ctx, "sendMessage", {
-    schema: sendMessageSchema,
-    handler: async (payload) => {
-      const max = services.config.maxMessageLength;
-      if (payload.message.length > max) {
-        throw invalidField("message", `longer than ${max} characters`, `at most ${max} characters`);
-      }
-      const text = sanitizeMessage(payload.message);
-      if (text.length === 0) {
-        throw invalidField("message", "empty after sanitizing", "must contain text");
-      }
-      const room = chatRoom(payload.chatGroupId);
-      if (!socket.rooms.has(room)) {
-        denyAccess(ctx, "sendMessage", payload.chatGroupId, "not_a_member");
-      }
-      const group = await loadGroup(ctx, payload.chatGroupId);
-      if (!canAccessChatGroup(user, group)) {
-        denyAccess(ctx, "sendMessage", group.id, "not_allowed");
-      }
-      if (group.status !== "active") {
-        throw new ServanaError("ROOM_INACTIVE", `Chat group ${group.id} is closed`);
-      }
-      if (payload.clientId !== group.clientId) {
-        throw invalidField(
-          "clientId",
-          "not the customer of this chat group",
-          "does not match the chat group",
-        );
-      }
-      await enforceRateLimit(ctx, "message", "sendMessage");
-
-      let stored;
-      try {
-        stored = await services.store.addMessage({
-          chatGroupId: group.id,
-          senderId: user.id,
-          senderType: user.role,
-          message: text,
-          clientMessageId: payload.clientMessageId ?? null,
-        });
-      } catch (error) {
-        if (error instanceof ServanaError) throw error;
-        throw new ServanaError("SERVER_ERROR", "The message could not be stored; please retry", {
-          cause: error,
-        });
-      }
-      const message = stored.message;
-      if (stored.created) {
-        services.io.to(room).emit("receiveMessage", receiveMessagePayload(message, user));
-        services.metrics.messagesOut.inc();
-        const timestamp = message.createdAt;
-        const update = { action: "new_message", chatGroupId: group.id, timestamp };
-        const targets = [userRoom(group.clientId)];
-        if (group.departmentId !== null) targets.push(deptRoom(group.departmentId));
-        services.io.to(targets).emit("updateChatGroups", update);
-        if (group.departmentId !== null) {
-          services.io.to(deptRoom(group.departmentId)).emit("customerListUpdate", {
-            action: "sort",
-            chatGroupId: group.id,
-            newPosition: 1,
-            timestamp,
-          });
-        }
-      }
-      return { chat_id: message.id, duplicate: !stored.created };
-    },
-  });
-
-  onEvent(ctx, "getMessages", {
-    schema: getMessagesSchema,
-    handler: async (payload) => {
-      enforceReadBudget(ctx, "getMessages");
-      const group = await loadGroup(ctx, payload.chatGroupId);
-      if (!canAccessChatGroup(user, group)) {
-        denyAccess(ctx, "getMessages", group.id, "not_allowed");
-      }
-      const messages = await services.store.listMessages(group.id, {
-        before: payload.before,
-        limit: payload.limit ?? 50,
-      });
-      const senders = new Map<number, User | null>();
-      for (const m of messages) {
-        if (!senders.has(m.senderId)) {
-          senders.set(m.senderId, await services.store.getUser(m.senderId));
-        }
-      }
-      const history = messages.map((m) => {
-        const sender = senders.get(m.senderId) ??
-          { id: m.senderId, firstName: "", lastName: "" } as User;
-        return receiveMessagePayload(m, sender);
-      });
-      return { chatGroupId: group.id, messages: history };
-    },
+/**
+ * Tells the agent a queued conversation was assigned to them:
+ * `customerListUpdate { type: "assigned", data: { customer, … } }` (with the
+ * seed's sort fields) to `agent_<id>`.
+ */
+export async function announceAssignment(
+  services: Pick<Services, "io" | "store">,
+  group: ChatGroup,
+): Promise<void> {
+  if (group.agentId === null) return;
+  const conversation = await services.store.getConversation(group.id);
+  if (conversation === null) return;
+  const at = new Date();
+  services.io.to(`agent_${group.agentId}`).emit("customerListUpdate", {
+    ...customerSortPayload(group.id, at),
+    ...customerListPayload("assigned", conversation, { at }),
   });
 }

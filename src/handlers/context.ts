@@ -1,7 +1,7 @@
 /**
  * What every event handler works with: the shared services, the socket's
- * verified user, and the pipeline helpers (payload parsing, identity check,
- * rate limit, error reply) so that each handler reads as
+ * verified person, and the pipeline's gates (payload schemas, identity
+ * check, rate limits, error replies), so that each operation reads as
  * parse → access check → rate limit → store → broadcast → ack.
  *
  * @module
@@ -9,16 +9,19 @@
 
 import type { DefaultEventsMap, Server, Socket } from "socket.io";
 import { z } from "zod";
-import { userTypeMatches } from "../access.ts";
-import type { Authenticator } from "../auth/mod.ts";
+import { claimMatches } from "../access.ts";
+import type { Authenticator, TokenKind } from "../auth/mod.ts";
+import type { Availability } from "../availability.ts";
 import type { Config } from "../config.ts";
 import { type ErrorPayload, ServanaError, toErrorPayload } from "../errors.ts";
-import { log, security } from "../log.ts";
+import type { LogFields, LogThrottle } from "../log.ts";
+import type { Membership } from "../membership.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Presence } from "../presence.ts";
 import type { PresenceFeed } from "../presence_feed.ts";
-import type { RateLimiter, TokenBucket, TypingThrottle } from "../rate_limit.ts";
-import type { ChatStore, User } from "../store/mod.ts";
+import type { QueueDrain } from "../queue.ts";
+import type { RateLimiter, TypingThrottle } from "../rate_limit.ts";
+import { type ChatStore, type Person, personKey } from "../store/mod.ts";
 
 /** Per-process services the handlers share. */
 export interface Services {
@@ -27,43 +30,51 @@ export interface Services {
   store: ChatStore;
   presence: Presence;
   presenceFeed: PresenceFeed;
+  /** Sliding-window limits in KV, shared by every process. */
   limiter: RateLimiter;
   typing: TypingThrottle;
   authenticator: Authenticator;
+  /** Connections and conversation members across processes. */
+  members: Membership;
+  /** Agents' availability (and the backend's Redis presence keys). */
+  availability: Availability;
+  queue: QueueDrain;
+  /** Security lines, at most one per socket and event per window. */
+  securityLog: LogThrottle;
   metrics: Metrics;
   /** Keeps a promise until it settles, so shutdown can wait for in-flight work. */
   track: <T>(work: Promise<T>) => Promise<T>;
 }
 
-/** What a socket carries after the handshake (`socket.data`). */
+/** What a socket carries after the handshake (`socket.data`). No credential is kept. */
 export interface SocketData {
-  user: User;
+  person: Person;
+  /** Which kind of token named the person. */
+  tokenKind: TokenKind;
   /** Token expiry, ms since the epoch, or null. */
   expiresAt: number | null;
+  /** The conversation last joined with `chat:join` (the apps switch rooms), or null. */
+  currentChat: number | null;
 }
 
 /** A socket of this service. */
 export type AppSocket = Socket<DefaultEventsMap, DefaultEventsMap, DefaultEventsMap, SocketData>;
 
-/** What one event handler gets besides its parsed payload. */
+/** What one operation gets besides its input. */
 export interface EventContext {
   socket: AppSocket;
-  user: User;
   services: Services;
-  /** This socket's budget for read requests. */
-  reads: TokenBucket;
+}
+
+/** The person a context's socket belongs to (it changes when `refreshToken` re-reads it). */
+export function personOf(ctx: EventContext): Person {
+  return ctx.socket.data.person;
 }
 
 /** An ack reply: `{ ok: true, ... }` or `{ ok: false, code, message, details? }`. */
 export type AckReply = { ok: true; [key: string]: unknown } | ({ ok: false } & ErrorPayload);
 
-/** A handler: returns extra ack fields on success, throws a ServanaError otherwise. */
-export type EventHandler<T> = (
-  payload: T,
-  ctx: EventContext,
-) => Promise<Record<string, unknown> | void> | Record<string, unknown> | void;
-
-/** Positive safe integer id (user, chat group, department). */
+/** Positive safe integer id (person, chat group, department); JSON numbers only. */
 export const idSchema = z.number({ message: "expected a number" }).int("expected an integer")
   .positive("expected a positive id").max(Number.MAX_SAFE_INTEGER, "id too large");
 
@@ -72,7 +83,7 @@ export const userTypeSchema = z.enum(["agent", "client", "admin"], {
   message: "expected 'agent' or 'client'",
 });
 
-/** A payload-less event (`getOnlineUsers`, `getRoomStats`): nothing, null or an empty object. */
+/** A payload-less event: nothing, null or an empty object. */
 export const noPayloadSchema = z.union([z.undefined(), z.null(), z.object({}).strict()], {
   message: "expected no payload",
 });
@@ -113,120 +124,123 @@ export function parsePayload<S extends z.ZodType>(schema: S, input: unknown): z.
   return parsed.data;
 }
 
+/** Writes a security line about this socket, at most once per event per window. */
+export function securityEvent(ctx: EventContext, event: string, fields: LogFields): void {
+  const person = personOf(ctx);
+  ctx.services.securityLog.security(ctx.socket.id, event, {
+    kind: person.kind,
+    userId: person.id,
+    role: person.role,
+    address: ctx.socket.handshake.address,
+    socketId: ctx.socket.id,
+    ...fields,
+  });
+}
+
 /**
- * Refuses a payload whose `userId`/`userType` claims another identity than
- * the token's (ACCESS_DENIED, logged as suspicious).
+ * Refuses a payload whose `userId`/`userType` claims another person than
+ * the token's (ACCESS_DENIED, logged as `identity_mismatch`).
  */
 export function assertSelf(
   ctx: EventContext,
   event: string,
   claimed: { userId?: number; userType?: string },
 ): void {
-  const { user, socket } = ctx;
-  const idMismatch = claimed.userId !== undefined && claimed.userId !== user.id;
-  const typeMismatch = claimed.userType !== undefined &&
-    !userTypeMatches(user.role, claimed.userType);
-  if (!idMismatch && !typeMismatch) return;
-  security("identity_mismatch", {
+  if (claimMatches(personOf(ctx), claimed)) return;
+  securityEvent(ctx, "identity_mismatch", {
     socketEvent: event,
-    userId: user.id,
-    role: user.role,
     claimedUserId: claimed.userId,
     claimedUserType: claimed.userType,
-    address: socket.handshake.address,
-    socketId: socket.id,
   });
   throw new ServanaError("ACCESS_DENIED", "Payload identity does not match the authenticated user");
 }
 
-/** Which limit an event counts against. */
-export type LimitKind = "message" | "status";
+/** Refuses an operation on a conversation (ACCESS_DENIED, logged as `access_denied`). */
+export function denyAccess(
+  ctx: EventContext,
+  event: string,
+  options: { chatGroupId?: number; reason: string; message?: string },
+): never {
+  securityEvent(ctx, "access_denied", {
+    socketEvent: event,
+    reason: options.reason,
+    chatGroupId: options.chatGroupId,
+  });
+  throw new ServanaError(
+    "ACCESS_DENIED",
+    options.message ?? "Access denied: you do not have access to this chat group",
+    { details: { reason: options.reason } },
+  );
+}
 
-/** Consumes one unit of the user's limit or throws RATE_LIMIT_EXCEEDED (logged once per window). */
+/** Which budget an event counts against (each per person, in KV). */
+export type LimitKind = "message" | "status" | "refresh" | "read";
+
+const LIMIT_MESSAGES: Readonly<Record<LimitKind, string>> = {
+  message: "Too many messages, please slow down",
+  status: "Too many status updates",
+  refresh: "Too many token refreshes",
+  read: "Too many requests",
+};
+
+/** The window's limit of a budget. */
+function limitOf(config: Config, kind: LimitKind): number {
+  const limits = config.rateLimits;
+  switch (kind) {
+    case "message":
+      return limits.messagesPerWindow;
+    case "status":
+      return limits.statusPerWindow;
+    case "refresh":
+      return limits.refreshPerWindow;
+    case "read":
+      return limits.readsPerMinute;
+  }
+}
+
+/**
+ * Consumes one unit of the person's budget or throws RATE_LIMIT_EXCEEDED
+ * with `details.retryAfterMs` (logged once per window). Reads count per
+ * minute, the others per `RATE_LIMIT_WINDOW`.
+ */
 export async function enforceRateLimit(
   ctx: EventContext,
   kind: LimitKind,
   event: string,
 ): Promise<void> {
   const { config, limiter, metrics } = ctx.services;
-  const limits = config.rateLimits;
   const rule = {
-    limit: kind === "message" ? limits.messagesPerWindow : limits.statusPerWindow,
-    windowMs: limits.windowMs,
+    limit: limitOf(config, kind),
+    windowMs: kind === "read" ? 60_000 : config.rateLimits.windowMs,
   };
-  const result = await limiter.consume([kind, ctx.user.id], rule);
+  const result = await limiter.consume([kind, personKey(personOf(ctx))], rule);
   if (result.allowed) return;
   metrics.rateLimitHits.inc({ event });
   if (result.firstDenial) {
-    security("rate_limit", {
+    securityEvent(ctx, "rate_limit", {
       socketEvent: event,
-      kind,
-      userId: ctx.user.id,
+      limitKind: kind,
       limit: rule.limit,
       windowMs: rule.windowMs,
-      address: ctx.socket.handshake.address,
     });
   }
-  throw new ServanaError(
-    "RATE_LIMIT_EXCEEDED",
-    kind === "message" ? "Too many messages, please slow down" : "Too many status updates",
-    { details: { retryAfterMs: result.retryAfterMs } },
-  );
-}
-
-/** Takes one read request from the socket's budget or throws RATE_LIMIT_EXCEEDED. */
-export function enforceReadBudget(ctx: EventContext, event: string): void {
-  const retryAfterMs = ctx.reads.take();
-  if (retryAfterMs === 0) return;
-  ctx.services.metrics.rateLimitHits.inc({ event });
-  throw new ServanaError("RATE_LIMIT_EXCEEDED", "Too many requests", {
-    details: { retryAfterMs },
+  throw new ServanaError("RATE_LIMIT_EXCEEDED", LIMIT_MESSAGES[kind], {
+    details: { retryAfterMs: result.retryAfterMs },
   });
 }
 
-/** Sends an `error` event and, when given, a failed ack. */
+/** Sends a failure event (default `error`) and, when given, a failed ack. */
 export function replyError(
   socket: AppSocket,
   error: unknown,
-  ack?: (reply: AckReply) => void,
+  options: { ack?: (reply: AckReply) => void; event?: string } = {},
 ): void {
   const payload = toErrorPayload(error);
-  socket.emit("error", payload);
-  ack?.({ ok: false, ...payload });
-}
-
-/**
- * Registers one event: the payload is parsed with `schema` before anything
- * else; success acks `{ ok: true, ...result }`; any failure emits `error`
- * and acks `{ ok: false, code, message }`. Nothing thrown escapes.
- */
-export function onEvent<S extends z.ZodType>(
-  ctx: EventContext,
-  event: string,
-  options: { schema: S; handler: EventHandler<z.infer<S>> },
-): void {
-  const { socket, services } = ctx;
-  socket.on(event, (...args: unknown[]) => void services.track(handle(args)));
-  async function handle(args: unknown[]): Promise<void> {
-    const ack = typeof args.at(-1) === "function"
-      ? args.pop() as (reply: AckReply) => void
-      : undefined;
-    const started = performance.now();
-    services.metrics.messagesIn.inc({ event });
-    try {
-      const payload = parsePayload(options.schema, args[0]);
-      const result = await options.handler(payload, ctx);
-      ack?.({ ok: true, ...(result ?? {}) });
-    } catch (error) {
-      if (error instanceof ServanaError) {
-        services.metrics.errors.inc({ code: error.code });
-      } else {
-        services.metrics.errors.inc({ code: "SERVER_ERROR" });
-        log("error", "handler failed", { event, userId: ctx.user.id, error: String(error) });
-      }
-      replyError(socket, error, ack);
-    } finally {
-      services.metrics.eventLatency.observe({ event }, (performance.now() - started) / 1000);
-    }
+  if (options.event === "messageError") {
+    // the apps read `message`, the web app also `error` or `details`
+    socket.emit("messageError", { ...payload, error: payload.message });
+  } else {
+    socket.emit("error", payload);
   }
+  options.ack?.({ ok: false, ...payload });
 }

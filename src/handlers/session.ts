@@ -1,49 +1,40 @@
 /**
- * The session of a connection: the handshake middleware (who is this?), the
- * rooms joined on connection, token expiry (`tokenExpiring`, then
- * `AUTH_REQUIRED` and disconnect) and `refreshToken`, and the guard that
- * answers unknown events with INVALID_DATA.
+ * The session of a connection: the handshake middleware (who is this? how
+ * many connections do they hold?), the rooms joined on connection, token
+ * expiry (`tokenExpiring`, then `AUTH_REQUIRED` and the transport closed, so
+ * the client reconnects with a fresh token), `refreshToken` (which also
+ * picks up role and department changes), and the clean-up of a disconnect.
  *
  * @module
  */
 
 import type { ExtendedError } from "socket.io";
-import { z } from "zod";
-import { roomsOnConnect } from "../access.ts";
+import {
+  canAccessChatGroup,
+  chatGroupOfRoom,
+  chatRoom,
+  isConnectionRoom,
+  roomsOnConnect,
+} from "../access.ts";
 import type { Identity } from "../auth/mod.ts";
 import { ServanaError, toErrorPayload } from "../errors.ts";
 import { log, security } from "../log.ts";
+import { isResolved, type Person, personKey, samePerson } from "../store/mod.ts";
+import { availabilityOnConnect, availabilityOnLastDisconnect } from "./availability.ts";
+import { exitRoom } from "./chat.ts";
 import {
   type AppSocket,
   enforceRateLimit,
   type EventContext,
-  onEvent,
+  personOf,
   replyError,
   type Services,
   type SocketData,
 } from "./context.ts";
-
-/** `refreshToken { token }` */
-export const refreshTokenSchema = z.object({ token: z.string().min(1).max(16_384) });
-
-/** Events a client may send; anything else is answered with INVALID_DATA. */
-export const CLIENT_EVENTS: ReadonlySet<string> = new Set([
-  "userOnline",
-  "userHeartbeat",
-  "userOffline",
-  "getOnlineUsers",
-  "joinChatGroup",
-  "leaveRoom",
-  "sendMessage",
-  "getMessages",
-  "typing",
-  "stopTyping",
-  "getRoomStats",
-  "disconnectUser",
-  "refreshToken",
-]);
+import { presenceOnDisconnect } from "./status.ts";
 
 const identities = new WeakMap<AppSocket, Identity>();
+const expiryTimers = new WeakMap<AppSocket, () => void>();
 
 function headersOf(raw: Record<string, string | string[] | undefined>): Headers {
   const headers = new Headers();
@@ -59,46 +50,88 @@ function headersOf(raw: Record<string, string | string[] | undefined>): Headers 
 }
 
 /**
- * The handshake middleware: authenticates the socket or refuses it with a
- * `connect_error` whose `message` is the code and whose `data` is
- * `{ code, message }`.
+ * Drops the credentials from a verified handshake (`auth.token`, the
+ * `Authorization` and `Cookie` headers): nothing that could sign in again is
+ * kept in memory or copied to other processes.
+ */
+export function scrubCredentials(handshake: AppSocket["handshake"]): void {
+  const auth = handshake.auth as Record<string, unknown> | undefined;
+  if (auth !== null && typeof auth === "object" && "token" in auth) delete auth.token;
+  delete handshake.headers.authorization;
+  delete handshake.headers.cookie;
+}
+
+/**
+ * The handshake middleware: authenticates the socket, holds the person to
+ * `MAX_SOCKETS_PER_PERSON` connections, or refuses it with a `connect_error`
+ * whose `message` is the code and whose `data` is `{ code, message }`.
  */
 export function authMiddleware(
-  services: Pick<Services, "authenticator" | "metrics">,
+  services: Pick<Services, "authenticator" | "metrics" | "members" | "config">,
 ): (socket: AppSocket, next: (err?: ExtendedError) => void) => void {
   return (socket, next) => {
     const handshake = socket.handshake;
+    const restored = (socket.data as Partial<SocketData> | undefined)?.person;
     services.authenticator.authenticate({
       headers: headersOf(handshake.headers),
       auth: handshake.auth,
       address: handshake.address,
-    }).then((identity) => {
+    }).then(async (identity) => {
       // A recovered session (connection state recovery) comes back with the
-      // rooms of the user it belonged to: it must be this handshake's user.
-      const restoredUserId = (socket.data as Partial<SocketData> | undefined)?.user?.id;
-      if (socket.recovered && restoredUserId !== identity.user.id) {
+      // rooms of the person it belonged to: it must be this handshake's person.
+      if (socket.recovered && (restored === undefined || !samePerson(restored, identity.person))) {
         security("session_identity_mismatch", {
           address: handshake.address,
-          userId: identity.user.id,
-          sessionUserId: restoredUserId,
+          kind: identity.person.kind,
+          userId: identity.person.id,
+          sessionKind: restored?.kind,
+          sessionUserId: restored?.id,
         });
-        refuse(
-          new ServanaError("ACCESS_DENIED", "Recovered session belongs to another user", {
-            details: { reason: "session_user_mismatch" },
-          }),
-        );
-        return;
+        throw new ServanaError("ACCESS_DENIED", "Recovered session belongs to another user", {
+          details: { reason: "session_user_mismatch" },
+        });
       }
+      const slot = await services.members.connect(identity.person, socket.id, {
+        max: services.config.maxSocketsPerPerson,
+      });
+      if (!slot.accepted) {
+        security("too_many_connections", {
+          address: handshake.address,
+          kind: identity.person.kind,
+          userId: identity.person.id,
+          limit: services.config.maxSocketsPerPerson,
+        });
+        throw new ServanaError("RATE_LIMIT_EXCEEDED", "Too many connections for this account", {
+          details: { reason: "too_many_connections", limit: services.config.maxSocketsPerPerson },
+        });
+      }
+      // a socket closed before it connected never sees "disconnect": give its slot back
+      socket.conn.once("close", () => {
+        if (!socket.connected) {
+          services.members.disconnect(identity.person, socket.id).catch(() => {});
+        }
+      });
+      scrubCredentials(handshake);
       identities.set(socket, identity);
-      socket.data = { user: identity.user, expiresAt: identity.expiresAt };
+      socket.data = {
+        person: identity.person,
+        tokenKind: identity.tokenKind,
+        expiresAt: identity.expiresAt,
+        currentChat: socket.recovered
+          ? (socket.data as Partial<SocketData>).currentChat ?? null
+          : null,
+      };
       next();
-    }, refuse);
+    }).catch(refuse);
 
     function refuse(error: unknown): void {
       const payload = toErrorPayload(error);
       const reason = error instanceof ServanaError
         ? String((error.details as { reason?: string } | undefined)?.reason ?? payload.code)
         : "server_error";
+      if (!(error instanceof ServanaError)) {
+        log("error", "handshake failed", { error: String(error) });
+      }
       services.metrics.authFailures.inc({ reason });
       const err = new Error(payload.code) as ExtendedError;
       err.data = { code: payload.code, message: payload.message };
@@ -122,71 +155,122 @@ function runAt(at: number, fn: () => void): () => void {
   return () => clearTimeout(timer);
 }
 
-/** Schedules `tokenExpiring` and the expiry disconnect; returns a canceller. */
-function scheduleExpiry(socket: AppSocket, expiresAt: number | null, warnSec: number): () => void {
-  if (expiresAt === null) return () => {};
+/**
+ * Schedules `tokenExpiring` and, at `exp`, `error { code: "AUTH_REQUIRED" }`
+ * and the transport closed (the client sees "transport close" and reconnects
+ * with whatever token it holds now; a stale one is refused at the handshake).
+ */
+function scheduleExpiry(socket: AppSocket, expiresAt: number | null, warnSec: number): void {
+  expiryTimers.get(socket)?.();
+  if (expiresAt === null) {
+    expiryTimers.delete(socket);
+    return;
+  }
   const cancelWarn = runAt(expiresAt - warnSec * 1000, () => {
     socket.emit("tokenExpiring", { expiresAt: new Date(expiresAt).toISOString() });
   });
   const cancelExpire = runAt(expiresAt, () => {
     replyError(socket, new ServanaError("AUTH_REQUIRED", "Session expired: token expired"));
-    socket.disconnect(true);
+    socket.conn.close();
   });
-  return () => {
+  expiryTimers.set(socket, () => {
     cancelWarn();
     cancelExpire();
-  };
+  });
 }
 
 /**
- * Sets a new connection up: joins its rooms, guards unknown events, starts
- * the expiry timers and registers `refreshToken`.
+ * Brings a socket's rooms in line with its person: the connection rooms of
+ * who they are now, and only the conversations they may still enter (the
+ * others are left, with `userLeft` when it was the person's last socket).
  */
-export function startSession(ctx: EventContext): void {
-  const { socket, user, services } = ctx;
-  socket.join(roomsOnConnect(user));
+export async function syncRooms(ctx: EventContext, previous: Person | null): Promise<void> {
+  const { socket, services } = ctx;
+  const person = personOf(ctx);
+  const wanted = new Set(roomsOnConnect(person));
+  for (const room of [...socket.rooms]) {
+    if (isConnectionRoom(room) && !wanted.has(room)) socket.leave(room);
+  }
+  socket.join([...wanted]);
+  const groups = [...socket.rooms].map(chatGroupOfRoom).filter((id): id is number => id !== null);
+  if (groups.length === 0) return;
+  const found = new Map((await services.store.getChatGroups(groups)).map((g) => [g.id, g]));
+  for (const id of groups) {
+    const group = found.get(id);
+    if (group !== undefined && canAccessChatGroup(person, group) && !isResolved(group)) continue;
+    if (previous !== null || socket.recovered) {
+      await exitRoom(ctx, id, { announce: true });
+      socket.emit("chat:left", { chatGroupId: id, reason: "access_revoked" });
+    }
+  }
+}
 
-  socket.use((packet, next) => {
-    const event = packet[0];
-    if (typeof event === "string" && CLIENT_EVENTS.has(event)) return next();
-    services.metrics.errors.inc({ code: "INVALID_DATA" });
-    const name = typeof event === "string" ? event.slice(0, 64) : String(typeof event);
-    // an ack, if the client passed one, is the last argument
-    const last = packet.at(-1);
-    replyError(
-      socket,
-      new ServanaError("INVALID_DATA", `Unknown event: ${name}`, { details: { event: name } }),
-      typeof last === "function" ? last : undefined,
-    );
-  });
+/**
+ * Sets a new connection up: its rooms (a recovered session's are checked
+ * again), its conversations in the members registry, the expiry timers, the
+ * agent's availability, and the clean-up of its disconnect.
+ */
+export async function startSession(ctx: EventContext): Promise<void> {
+  const { socket, services } = ctx;
+  socket.on("disconnect", () => void services.track(endSession(ctx)));
+  scheduleExpiry(socket, socket.data.expiresAt, services.config.auth.expiryWarningSec);
+  if (socket.recovered) await syncRooms(ctx, null);
+  else socket.join(roomsOnConnect(personOf(ctx)));
+  for (const room of socket.rooms) {
+    const id = chatGroupOfRoom(room);
+    if (id !== null && socket.connected) await services.members.join(id, personOf(ctx), socket.id);
+  }
+  await availabilityOnConnect(ctx);
+}
 
-  let cancelExpiry = scheduleExpiry(
-    socket,
-    socket.data.expiresAt,
-    services.config.auth.expiryWarningSec,
-  );
-  socket.on("disconnect", () => {
-    cancelExpiry();
-    identities.delete(socket);
-    services.typing.forget(user.id);
-  });
+/** What a disconnect leaves behind goes: timers, throttles, presence, memberships, the connection. */
+async function endSession(ctx: EventContext): Promise<void> {
+  const { socket, services } = ctx;
+  const person = personOf(ctx);
+  expiryTimers.get(socket)?.();
+  expiryTimers.delete(socket);
+  identities.delete(socket);
+  services.typing.forget(personKey(person));
+  services.securityLog.forget(socket.id);
+  presenceOnDisconnect(ctx);
+  try {
+    // a dropped socket leaves silently: with connection state recovery it comes back
+    for (const room of socket.rooms) {
+      const id = chatGroupOfRoom(room);
+      if (id !== null) await services.members.leave(id, person, socket.id);
+    }
+    const { last } = await services.members.disconnect(person, socket.id);
+    if (last) await availabilityOnLastDisconnect(services, person);
+  } catch (error) {
+    log("warn", "disconnect clean-up failed", { error: String(error) });
+  }
+}
 
-  onEvent(ctx, "refreshToken", {
-    schema: refreshTokenSchema,
-    handler: async (payload) => {
-      await enforceRateLimit(ctx, "status", "refreshToken");
-      const current = identities.get(socket);
-      if (!current) throw new ServanaError("AUTH_REQUIRED");
-      const next = await services.authenticator.refresh(current, payload.token, {
-        address: socket.handshake.address,
-        userAgent: socket.handshake.headers["user-agent"],
-      });
-      identities.set(socket, next);
-      socket.data.expiresAt = next.expiresAt;
-      cancelExpiry();
-      cancelExpiry = scheduleExpiry(socket, next.expiresAt, services.config.auth.expiryWarningSec);
-      log("debug", "token refreshed", { userId: user.id });
-      return { expiresAt: next.expiresAt === null ? null : new Date(next.expiresAt).toISOString() };
-    },
+/**
+ * `refreshToken { token }`: its own budget → the new token must name the
+ * same person → the person is read again, rooms follow a role or department
+ * change, expiry moves.
+ */
+export async function refreshSession(input: { token: string }, ctx: EventContext, event: string) {
+  const { socket, services } = ctx;
+  await enforceRateLimit(ctx, "refresh", event);
+  const current = identities.get(socket);
+  if (!current) throw new ServanaError("AUTH_REQUIRED");
+  const next = await services.authenticator.refresh(current, input.token, {
+    address: socket.handshake.address,
+    userAgent: socket.handshake.headers["user-agent"],
   });
+  identities.set(socket, next);
+  const previous = socket.data.person;
+  socket.data.person = next.person;
+  socket.data.expiresAt = next.expiresAt;
+  await syncRooms(ctx, previous);
+  scheduleExpiry(socket, next.expiresAt, services.config.auth.expiryWarningSec);
+  log("debug", "token refreshed", { kind: next.person.kind, userId: next.person.id });
+  return { expiresAt: next.expiresAt === null ? null : new Date(next.expiresAt).toISOString() };
+}
+
+/** Whether a socket is in a conversation's room (tests, diagnostics). */
+export function inConversation(socket: AppSocket, chatGroupId: number): boolean {
+  return socket.rooms.has(chatRoom(chatGroupId));
 }

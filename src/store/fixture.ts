@@ -1,19 +1,26 @@
 /**
- * The fixture format of `SEED_FILE`: departments, users and chat groups
- * loaded into the store at start (idempotent).
+ * The fixture format of `SEED_FILE`: a small Servana database, one array per
+ * table, each row with Servana's column names, loaded into the store at start
+ * (idempotent: rows are inserted or updated by their key).
  *
  * ```json
- * { "departments": [{ "id": 1, "name": "Support" }],
- *   "users": [{ "id": 123, "authId": "agent-123", "role": "agent", "departments": [1],
- *               "firstName": "John", "lastName": "Doe" }],
- *   "chatGroups": [{ "id": 456, "clientId": 789, "departmentId": 1, "agentId": 123,
- *                    "status": "active" }] }
+ * { "department": [{ "dept_id": 1, "dept_name": "Support" }],
+ *   "role": [{ "role_id": 2, "role_name": "Agent" }],
+ *   "profile": [{ "prof_id": 2, "prof_firstname": "John", "prof_lastname": "Doe" }],
+ *   "sys_user": [{ "sys_user_id": 123, "sys_user_email": "john@example.com",
+ *                  "supabase_user_id": "6f1c…", "role_id": 2, "prof_id": 2 }],
+ *   "sys_user_department": [{ "sys_user_id": 123, "dept_id": 1 }],
+ *   "client": [{ "client_id": 789, "client_country_code": "+63", "client_number": "9171234567",
+ *                "prof_id": 4, "client_is_active": true }],
+ *   "chat_group": [{ "chat_group_id": 456, "client_id": 789, "dept_id": 1,
+ *                    "sys_user_id": 123, "status": "active" }] }
  * ```
  *
- * Every list is optional. In users, `departments` defaults to `[]` and the
- * names to `""`; in chat groups, `departmentId` and `agentId` default to
- * `null` and `status` to `"active"`. Unknown keys are refused (a typo would
- * otherwise load nothing silently).
+ * Every table is optional; so are the nullable columns. `sys_user_is_active`
+ * and `dept_is_active` default to true (as their columns do), `client_is_active`
+ * to true. Unknown tables and columns are refused (a typo would otherwise load
+ * nothing silently), and so are references to rows the fixture does not hold
+ * (checked by the stores against what they already hold).
  *
  * @module
  */
@@ -22,39 +29,71 @@ import { z } from "zod";
 import type { ChatStore, Fixture } from "./mod.ts";
 
 const id = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+const ref = id.nullable().optional();
+const uuid = z.uuid({ message: "a uuid" });
+const flag = z.boolean().nullable().optional();
+const timestamp = z.iso.datetime({ offset: true, local: true, message: "an ISO 8601 time" })
+  .nullable().optional();
 
-const departmentSchema = z.strictObject({
-  id,
-  name: z.string().min(1),
-});
-
-const userSchema = z.strictObject({
-  id,
-  authId: z.string().min(1),
-  role: z.enum(["client", "agent", "admin"]),
-  departments: z.array(id).default([]),
-  firstName: z.string().default(""),
-  lastName: z.string().default(""),
-});
-
-const chatGroupSchema = z.strictObject({
-  id,
-  clientId: id,
-  departmentId: id.nullable().default(null),
-  agentId: id.nullable().default(null),
-  status: z.enum(["active", "closed"]).default("active"),
-});
+const schemas = {
+  department: z.strictObject({
+    dept_id: id,
+    dept_name: z.string().min(1),
+    dept_is_active: flag,
+  }),
+  role: z.strictObject({ role_id: id, role_name: z.string().min(1) }),
+  profile: z.strictObject({
+    prof_id: id,
+    prof_firstname: z.string().nullable().optional(),
+    prof_lastname: z.string().nullable().optional(),
+  }),
+  image: z.strictObject({
+    img_id: id,
+    prof_id: id,
+    img_location: z.string().min(1),
+    img_is_current: flag,
+  }),
+  sys_user: z.strictObject({
+    sys_user_id: id,
+    sys_user_email: z.string().min(1),
+    supabase_user_id: uuid.nullable().optional(),
+    role_id: ref,
+    prof_id: ref,
+    sys_user_is_active: flag,
+  }),
+  sys_user_department: z.strictObject({ sys_user_id: id, dept_id: id }),
+  client: z.strictObject({
+    client_id: id,
+    client_country_code: z.string().min(1),
+    client_number: z.string().min(1),
+    prof_id: ref,
+    client_is_active: flag,
+  }),
+  chat_group: z.strictObject({
+    chat_group_id: id,
+    client_id: id,
+    dept_id: ref,
+    sys_user_id: ref,
+    status: z.string().min(1).nullable().optional(),
+    created_at: timestamp,
+  }),
+};
 
 /** The zod schema of a fixture. */
 export const fixtureSchema = z.strictObject({
-  departments: z.array(departmentSchema).default([]),
-  users: z.array(userSchema).default([]),
-  chatGroups: z.array(chatGroupSchema).default([]),
+  department: z.array(schemas.department).optional(),
+  role: z.array(schemas.role).optional(),
+  profile: z.array(schemas.profile).optional(),
+  image: z.array(schemas.image).optional(),
+  sys_user: z.array(schemas.sys_user).optional(),
+  sys_user_department: z.array(schemas.sys_user_department).optional(),
+  client: z.array(schemas.client).optional(),
+  chat_group: z.array(schemas.chat_group).optional(),
 });
 
 /** A fixture that does not follow the format; `message` names the bad field. */
 export class FixtureError extends Error {
-  /** Each problem as `path: message`, e.g. `users[0].role: …`. */
+  /** Each problem as `path: message`, e.g. `sys_user[0].supabase_user_id: …`. */
   readonly problems: string[];
 
   constructor(problems: string[], source?: string) {
@@ -86,8 +125,8 @@ function duplicates<T>(items: readonly T[], key: (item: T) => unknown, what: str
 }
 
 /**
- * Validates a parsed JSON value as a {@linkcode Fixture} and fills in the
- * defaults. Throws {@linkcode FixtureError} naming every bad field.
+ * Validates a parsed JSON value as a {@linkcode Fixture}. Throws
+ * {@linkcode FixtureError} naming every bad field and every duplicate key.
  */
 export function parseFixture(json: unknown): Fixture {
   const result = fixtureSchema.safeParse(json);
@@ -104,12 +143,20 @@ export function parseFixture(json: unknown): Fixture {
     }
     throw new FixtureError(problems);
   }
-  const fixture = result.data;
+  const fixture = result.data as Fixture;
   const problems = [
-    ...duplicates(fixture.departments, (department) => department.id, "departments"),
-    ...duplicates(fixture.users, (user) => user.id, "users"),
-    ...duplicates(fixture.users, (user) => user.authId, "users"),
-    ...duplicates(fixture.chatGroups, (group) => group.id, "chatGroups"),
+    ...duplicates(fixture.department ?? [], (row) => row.dept_id, "department"),
+    ...duplicates(fixture.role ?? [], (row) => row.role_id, "role"),
+    ...duplicates(fixture.profile ?? [], (row) => row.prof_id, "profile"),
+    ...duplicates(fixture.image ?? [], (row) => row.img_id, "image"),
+    ...duplicates(fixture.sys_user ?? [], (row) => row.sys_user_id, "sys_user"),
+    ...duplicates(
+      fixture.sys_user_department ?? [],
+      (row) => `${row.sys_user_id}/${row.dept_id}`,
+      "sys_user_department",
+    ),
+    ...duplicates(fixture.client ?? [], (row) => row.client_id, "client"),
+    ...duplicates(fixture.chat_group ?? [], (row) => row.chat_group_id, "chat_group"),
   ];
   if (problems.length > 0) throw new FixtureError(problems);
   return fixture;

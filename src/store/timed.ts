@@ -19,15 +19,22 @@ import {
 } from "../rate_limit.ts";
 import type {
   AddMessageResult,
+  Agent,
+  AssignOptions,
   ChatGroup,
   ChatGroupCounts,
   ChatMessage,
   ChatStore,
+  Conversation,
   Department,
   Fixture,
   ListMessagesOptions,
+  MarkDeliveredOptions,
+  MarkReadOptions,
   NewMessage,
-  User,
+  Person,
+  PersonRef,
+  QueuedChat,
 } from "./mod.ts";
 
 async function timed<T>(
@@ -59,17 +66,32 @@ class TimedStore implements ChatStore {
     return timed(this.#metrics, { backend: this.kind, op }, work);
   }
 
-  getUser(id: number): Promise<User | null> {
-    return this.#time("getUser", () => this.#store.getUser(id));
+  findAgentsByAuthId(authId: string): Promise<Agent[]> {
+    return this.#time("findAgentsByAuthId", () => this.#store.findAgentsByAuthId(authId));
   }
-  getUserByAuthId(authId: string): Promise<User | null> {
-    return this.#time("getUserByAuthId", () => this.#store.getUserByAuthId(authId));
+  getPerson(ref: PersonRef): Promise<Person | null> {
+    return this.#time("getPerson", () => this.#store.getPerson(ref));
+  }
+  getPeople(refs: readonly PersonRef[]): Promise<Person[]> {
+    return this.#time("getPeople", () => this.#store.getPeople(refs));
+  }
+  listAgents(): Promise<Agent[]> {
+    return this.#time("listAgents", () => this.#store.listAgents());
   }
   getDepartment(id: number): Promise<Department | null> {
     return this.#time("getDepartment", () => this.#store.getDepartment(id));
   }
+  listDepartments(): Promise<Department[]> {
+    return this.#time("listDepartments", () => this.#store.listDepartments());
+  }
   getChatGroup(id: number): Promise<ChatGroup | null> {
     return this.#time("getChatGroup", () => this.#store.getChatGroup(id));
+  }
+  getChatGroups(ids: readonly number[]): Promise<ChatGroup[]> {
+    return this.#time("getChatGroups", () => this.#store.getChatGroups(ids));
+  }
+  getConversation(id: number): Promise<Conversation | null> {
+    return this.#time("getConversation", () => this.#store.getConversation(id));
   }
   countChatGroups(): Promise<ChatGroupCounts> {
     return this.#time("countChatGroups", () => this.#store.countChatGroups());
@@ -77,8 +99,33 @@ class TimedStore implements ChatStore {
   addMessage(message: NewMessage): Promise<AddMessageResult> {
     return this.#time("addMessage", () => this.#store.addMessage(message));
   }
+  markDelivered(
+    message: Pick<ChatMessage, "id" | "chatGroupId">,
+    options: MarkDeliveredOptions,
+  ): Promise<void> {
+    return this.#time("markDelivered", () => this.#store.markDelivered(message, options));
+  }
+  markRead(options: MarkReadOptions): Promise<number[]> {
+    return this.#time("markRead", () => this.#store.markRead(options));
+  }
   listMessages(chatGroupId: number, options?: ListMessagesOptions): Promise<ChatMessage[]> {
     return this.#time("listMessages", () => this.#store.listMessages(chatGroupId, options));
+  }
+  listQueued(departmentIds: readonly number[]): Promise<QueuedChat[]> {
+    return this.#time("listQueued", () => this.#store.listQueued(departmentIds));
+  }
+  activeLoads(agentIds: readonly number[]): Promise<Map<number, number>> {
+    return this.#time("activeLoads", () => this.#store.activeLoads(agentIds));
+  }
+  assignQueued(
+    chatGroupId: number,
+    agentId: number,
+    options: AssignOptions,
+  ): Promise<ChatGroup | null> {
+    return this.#time(
+      "assignQueued",
+      () => this.#store.assignQueued(chatGroupId, agentId, options),
+    );
   }
   loadFixture(fixture: Fixture): Promise<void> {
     return this.#time("loadFixture", () => this.#store.loadFixture(fixture));
@@ -141,23 +188,23 @@ export class TimedPresence extends Presence {
     return this.#time("online", () => super.online(entry));
   }
   /** {@linkcode Presence.heartbeat}, timed. */
-  override heartbeat(userId: number, socketId: string): Promise<boolean> {
-    return this.#time("heartbeat", () => super.heartbeat(userId, socketId));
+  override heartbeat(person: PersonRef, socketId: string): Promise<boolean> {
+    return this.#time("heartbeat", () => super.heartbeat(person, socketId));
   }
   /** {@linkcode Presence.socketClosed}, timed. */
-  override socketClosed(userId: number, socketId: string): Promise<{ wentOffline: boolean }> {
-    return this.#time("socketClosed", () => super.socketClosed(userId, socketId));
+  override socketClosed(person: PersonRef, socketId: string): Promise<{ wentOffline: boolean }> {
+    return this.#time("socketClosed", () => super.socketClosed(person, socketId));
   }
   /** {@linkcode Presence.offline}, timed. */
-  override offline(userId: number): Promise<{ wentOffline: boolean }> {
-    return this.#time("offline", () => super.offline(userId));
+  override offline(person: PersonRef): Promise<{ wentOffline: boolean }> {
+    return this.#time("offline", () => super.offline(person));
   }
   /** {@linkcode Presence.list}, timed. */
   override list(): Promise<OnlineUser[]> {
     return this.#time("list", () => super.list());
   }
   /** {@linkcode Presence.sweep}, timed. */
-  override sweep(): Promise<number[]> {
+  override sweep(): Promise<PersonRef[]> {
     return this.#time("sweep", () => super.sweep());
   }
 }
