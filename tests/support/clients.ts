@@ -12,6 +12,7 @@
 
 import assert from "node:assert/strict";
 import { io as connect, type Socket as ClientSocket } from "socket.io-client";
+import { parsePersonKey } from "../../src/store/mod.ts";
 import { type RunningApp, startApp } from "./server.ts";
 
 /** Guard against a hang when an expected event never comes (not a timing assert). */
@@ -183,27 +184,43 @@ export async function connectWithToken(
   return client;
 }
 
-/** Connects as the fixture user with auth id `authId` (e.g. `agent-123`). */
-export async function connectAs(running: RunningApp, authId: string): Promise<TestClient> {
-  const mint = running.app.mintDevToken;
-  assert.ok(mint, "dev tokens need APP_ENV=development");
-  return await connectWithToken(running, await mint(authId), authId);
+/**
+ * A development token for the fixture person `who` (`agent:123`,
+ * `client:789`): an agent's Supabase-shaped token, a customer's backend token.
+ */
+export async function tokenFor(running: RunningApp, who: string): Promise<string> {
+  const ref = parsePersonKey(who);
+  assert.ok(ref, `not a person key: ${who}`);
+  const person = await running.app.services.store.getPerson(ref);
+  assert.ok(person, `no such fixture person: ${who}`);
+  const { agent, customer } = running.app.devTokens;
+  if (person.kind === "agent") {
+    assert.ok(agent && person.authId, "agent dev tokens need APP_ENV=development");
+    return await agent(person.authId);
+  }
+  assert.ok(customer, "customer dev tokens need APP_ENV=development");
+  return await customer({ clientId: person.id, clientNumber: person.number });
+}
+
+/** Connects as the fixture person `who` (`agent:123`, `client:789`). */
+export async function connectAs(running: RunningApp, who: string): Promise<TestClient> {
+  return await connectWithToken(running, await tokenFor(running, who), who);
 }
 
 /**
- * Connects the fixture users `authIds` one after the other (see
+ * Connects the fixture people `who` one after the other (see
  * {@linkcode connectAs}), pushing each client onto `clients` as soon as it is
  * connected so that {@linkcode closeAll} cleans up even when a later connect
- * fails. Returns the clients in the order of `authIds`.
+ * fails. Returns the clients in the order of `who`.
  */
 export async function connectUsers(
   running: RunningApp,
-  authIds: readonly string[],
+  who: readonly string[],
   clients: (TestClient | undefined)[],
 ): Promise<TestClient[]> {
   const connected: TestClient[] = [];
-  for (const authId of authIds) {
-    const client = await connectAs(running, authId);
+  for (const person of who) {
+    const client = await connectAs(running, person);
     clients.push(client);
     connected.push(client);
   }
@@ -276,15 +293,15 @@ export class Recorder<T> {
 
 /**
  * Connects a plain socket.io-client socket (websocket transport, no
- * reconnection) as the fixture user `authId` with a dev token, and pushes it
+ * reconnection) as the fixture person `who` with a dev token, and pushes it
  * onto `sockets` for {@linkcode disconnectAll}; resolves once connected.
  */
 export async function connectSocketAs(
   running: RunningApp,
-  authId: string,
+  who: string,
   sockets: ClientSocket[],
 ): Promise<ClientSocket> {
-  const token = await running.app.mintDevToken!(authId);
+  const token = await tokenFor(running, who);
   const socket = connect(running.url, {
     transports: ["websocket"],
     forceNew: true,
@@ -321,17 +338,17 @@ export async function eventually(
 
 /**
  * The four fixture users most end-to-end tests need, connected to one app:
- * agent 123 (dept 1), client 789, agent 124 (dept 2) and admin 1.
+ * agent 123 (dept 1), customer 789, agent 124 (dept 2) and admin 1.
  */
 export interface Cast {
   running: RunningApp;
-  /** `agent-123`, agent of group 456 (dept 1). */
+  /** `agent:123`, agent of group 456 (dept 1). */
   agent: TestClient;
-  /** `client-789`, client of group 456. */
+  /** `client:789`, customer of group 456. */
   client: TestClient;
-  /** `agent-124` (dept 2). */
+  /** `agent:124` (dept 2). */
   otherAgent: TestClient;
-  /** `admin-1`. */
+  /** `agent:1`, the admin. */
   admin: TestClient;
 }
 
@@ -348,10 +365,10 @@ export async function withCast(
   const clients: (TestClient | undefined)[] = [];
   try {
     const [agent, client, otherAgent, admin] = await connectUsers(running, [
-      "agent-123",
-      "client-789",
-      "agent-124",
-      "admin-1",
+      "agent:123",
+      "client:789",
+      "agent:124",
+      "agent:1",
     ], clients);
     await fn({ running, agent, client, otherAgent, admin });
   } finally {

@@ -9,15 +9,22 @@
 
 import type {
   AddMessageResult,
+  Agent,
+  AssignOptions,
   ChatGroup,
   ChatGroupCounts,
   ChatMessage,
   ChatStore,
+  Conversation,
   Department,
   Fixture,
   ListMessagesOptions,
+  MarkDeliveredOptions,
+  MarkReadOptions,
   NewMessage,
-  User,
+  Person,
+  PersonRef,
+  QueuedChat,
 } from "../../src/store/mod.ts";
 
 /** A store whose writes of messages can be made to fail or be held. */
@@ -37,17 +44,29 @@ export class FailingStore implements ChatStore {
     this.kind = inner.kind;
   }
 
-  getUser(id: number): Promise<User | null> {
-    return this.#inner.getUser(id);
+  findAgentsByAuthId(authId: string): Promise<Agent[]> {
+    return this.#inner.findAgentsByAuthId(authId);
   }
-  getUserByAuthId(authId: string): Promise<User | null> {
-    return this.#inner.getUserByAuthId(authId);
+  getPerson(ref: PersonRef): Promise<Person | null> {
+    return this.#inner.getPerson(ref);
+  }
+  getPeople(refs: readonly PersonRef[]): Promise<Person[]> {
+    return this.#inner.getPeople(refs);
+  }
+  listAgents(): Promise<Agent[]> {
+    return this.#inner.listAgents();
   }
   getDepartment(id: number): Promise<Department | null> {
     return this.#inner.getDepartment(id);
   }
+  listDepartments(): Promise<Department[]> {
+    return this.#inner.listDepartments();
+  }
+  getChatGroups(ids: readonly number[]): Promise<ChatGroup[]> {
+    return this.#inner.getChatGroups(ids);
+  }
   /**
-   * Makes the next `getChatGroup` wait until `release()` is called;
+   * Makes the next read of a chat group (`getChatGroup`, `getConversation`) wait until `release()` is called;
    * `entered` resolves once it is waiting.
    */
   holdNextGetChatGroup(): { entered: Promise<void>; release: () => void } {
@@ -56,14 +75,21 @@ export class FailingStore implements ChatStore {
     this.#hold = { entered: entered.resolve, released: released.promise };
     return { entered: entered.promise, release: released.resolve };
   }
-  async getChatGroup(id: number): Promise<ChatGroup | null> {
+  async #held(): Promise<void> {
     const hold = this.#hold;
     if (hold) {
       this.#hold = null;
       hold.entered();
       await hold.released;
     }
+  }
+  async getChatGroup(id: number): Promise<ChatGroup | null> {
+    await this.#held();
     return await this.#inner.getChatGroup(id);
+  }
+  async getConversation(id: number): Promise<Conversation | null> {
+    await this.#held();
+    return await this.#inner.getConversation(id);
   }
   countChatGroups(): Promise<ChatGroupCounts> {
     return this.#inner.countChatGroups();
@@ -91,8 +117,30 @@ export class FailingStore implements ChatStore {
     }
     return await this.#inner.addMessage(message);
   }
+  markDelivered(
+    message: Pick<ChatMessage, "id" | "chatGroupId">,
+    options: MarkDeliveredOptions,
+  ): Promise<void> {
+    return this.#inner.markDelivered(message, options);
+  }
+  markRead(options: MarkReadOptions): Promise<number[]> {
+    return this.#inner.markRead(options);
+  }
   listMessages(chatGroupId: number, options?: ListMessagesOptions): Promise<ChatMessage[]> {
     return this.#inner.listMessages(chatGroupId, options);
+  }
+  listQueued(departmentIds: readonly number[]): Promise<QueuedChat[]> {
+    return this.#inner.listQueued(departmentIds);
+  }
+  activeLoads(agentIds: readonly number[]): Promise<Map<number, number>> {
+    return this.#inner.activeLoads(agentIds);
+  }
+  assignQueued(
+    chatGroupId: number,
+    agentId: number,
+    options: AssignOptions,
+  ): Promise<ChatGroup | null> {
+    return this.#inner.assignQueued(chatGroupId, agentId, options);
   }
   loadFixture(fixture: Fixture): Promise<void> {
     return this.#inner.loadFixture(fixture);

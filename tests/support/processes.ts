@@ -7,7 +7,7 @@
  */
 
 import { io as connect, type Socket } from "socket.io-client";
-import { mintToken } from "../../src/auth/mod.ts";
+import { testSecrets, tokenForPerson } from "./people.ts";
 
 const root = new URL("../../", import.meta.url);
 /** Absolute path of the repository, with a trailing slash. */
@@ -161,9 +161,12 @@ export function request(socket: Socket, event: string, payload?: unknown): Promi
  * timeout. Spread it and add what a test needs on top.
  */
 export function clusterEnv(secret: string, redisUrl: string): Record<string, string> {
+  const secrets = testSecrets(secret);
   return {
     APP_ENV: "production",
-    SUPABASE_JWT_SECRET: secret,
+    SUPABASE_JWT_SECRET: secrets.agents,
+    JWT_ACCESS_SECRET: secrets.customers,
+    SOCKET_CORS_ORIGINS: "http://localhost:5173",
     KV_PATH: "./data/servana.kv",
     SEED_FILE: `${ROOT_PATH}demo/fixture.json`,
     REDIS_URL: redisUrl,
@@ -172,16 +175,17 @@ export function clusterEnv(secret: string, redisUrl: string): Record<string, str
 }
 
 /**
- * Connects to `server` as the fixture user `authId` with an HS256 token
- * signed with `options.secret` (see {@linkcode connectClient}) and pushes the
+ * Connects to `server` as the fixture person `who` (`agent:123`,
+ * `client:789`) with a token signed with the secrets {@linkcode clusterEnv}
+ * derives from `options.secret` (see {@linkcode connectClient}) and pushes the
  * socket onto `options.sockets` for {@linkcode stopAll}.
  */
 export async function connectAsUser(
   server: { url: string },
-  authId: string,
+  who: string,
   options: { secret: string; sockets: Socket[]; reconnection?: boolean },
 ): Promise<Socket> {
-  const token = await mintToken({ authId }, { secret: options.secret });
+  const token = await tokenForPerson(who, testSecrets(options.secret));
   const socket = await connectClient(server.url, token, { reconnection: options.reconnection });
   options.sockets.push(socket);
   return socket;
