@@ -6,87 +6,144 @@ import { PresenceFeed, visibleTo } from "../src/presence_feed.ts";
 interface Sent {
   room: string;
   event: string;
-  payload: { onlineUsers: { userId: number; userType: string }[] };
+  payload: { onlineUsers: { userId: number; userType: string; lastSeen: string }[] };
 }
 
-/** Records what the feed broadcasts, per room. */
-function fakeIo(sent: Sent[]): Server {
-  return {
+/**
+ * Records what the feed broadcasts, per room. `nextBroadcast()` resolves once
+ * the next broadcast has reached both audiences (the feed emits to staff, then
+ * to clients, in one synchronous step).
+ */
+function fakeIo(): { io: Server; sent: Sent[]; nextBroadcast: () => Promise<void> } {
+  const sent: Sent[] = [];
+  let waiter: (() => void) | undefined;
+  const io = {
     to(room: string) {
       return {
         emit(event: string, payload: Sent["payload"]) {
           sent.push({ room, event, payload });
+          if (room === "clients") {
+            const resolve = waiter;
+            waiter = undefined;
+            resolve?.();
+          }
           return true;
         },
       };
     },
   } as unknown as Server;
+  return {
+    io,
+    sent,
+    nextBroadcast: () => new Promise<void>((resolve) => (waiter = resolve)),
+  };
 }
 
-Deno.test("clients see agents only; staff see everyone", () => {
+Deno.test("visibleTo: customers see agents only; staff see everyone", () => {
   const users = [
     { userId: 1, userType: "admin" as const, lastSeen: "" },
     { userId: 2, userType: "agent" as const, lastSeen: "" },
     { userId: 3, userType: "client" as const, lastSeen: "" },
+    { userId: 2, userType: "client" as const, lastSeen: "" },
   ];
-  assert.deepEqual(visibleTo("client", users).map((u) => u.userId), [2]);
-  assert.deepEqual(visibleTo("agent", users).map((u) => u.userId), [1, 2, 3]);
-  assert.deepEqual(visibleTo("admin", users).map((u) => u.userId), [1, 2, 3]);
+  assert.deepEqual(visibleTo("client", users), [users[1]]);
+  assert.deepEqual(visibleTo("agent", users), users);
+  assert.deepEqual(visibleTo("admin", users), users);
 });
 
 Deno.test("a burst of changes costs one read and one broadcast per audience", async () => {
   const kv = await Deno.openKv(":memory:");
-  const sent: Sent[] = [];
+  const { io, sent, nextBroadcast } = fakeIo();
   const presence = new Presence(kv, { ttlMs: 60_000 });
-  const feed = new PresenceFeed(fakeIo(sent), presence, { intervalMs: 50 });
+  const feed = new PresenceFeed(io, presence, { intervalMs: 50 });
   try {
+    // Agents and customers 1..10 share their numbers: 20 people.
     await Promise.all(
-      Array.from(
-        { length: 20 },
-        (_, k) =>
-          presence.online({
-            userId: k + 1,
-            userType: k % 2 ? "agent" : "client",
-            socketId: `s${k}`,
-          }),
-      ),
+      Array.from({ length: 20 }, (_, k) => {
+        const kind = k % 2 ? "agent" : "client";
+        return presence.online({
+          person: { kind, id: Math.floor(k / 2) + 1 },
+          userType: kind,
+          socketId: `s${k}`,
+        });
+      }),
     );
+    const first = nextBroadcast();
     for (let i = 0; i < 20; i++) feed.changed();
-    await new Promise((r) => setTimeout(r, 120));
+    await first;
     assert.equal(feed.broadcasts, 1);
     assert.deepEqual(sent.map((s) => [s.room, s.event]), [
       ["staff", "onlineUsersUpdate"],
       ["clients", "onlineUsersUpdate"],
     ]);
-    assert.equal(sent[0].payload.onlineUsers.length, 20);
-    assert.ok(sent[1].payload.onlineUsers.every((u) => u.userType === "agent"));
-    assert.equal(sent[1].payload.onlineUsers.length, 10);
+    const staffList = sent[0].payload.onlineUsers;
+    assert.equal(staffList.length, 20);
+    assert.deepEqual(
+      staffList.filter((u) => u.userId === 1).map((u) => u.userType),
+      ["agent", "client"],
+    );
+    const clientList = sent[1].payload.onlineUsers;
+    assert.deepEqual(clientList, staffList.filter((u) => u.userType === "agent"));
+    assert.equal(clientList.length, 10);
+
     // a later change is announced again
+    const second = nextBroadcast();
     feed.changed();
-    await new Promise((r) => setTimeout(r, 120));
+    await second;
     assert.equal(feed.broadcasts, 2);
+    assert.equal(sent.length, 4);
   } finally {
     await feed.close();
     kv.close();
   }
 });
 
-Deno.test("sweep announces expired users once", async () => {
+Deno.test("sweep announces expired people once, by kind", async () => {
   const kv = await Deno.openKv(":memory:");
   let now = 1_000_000;
-  const sent: Sent[] = [];
+  const { io, sent, nextBroadcast } = fakeIo();
   const presence = new Presence(kv, { ttlMs: 1000, now: () => now });
-  const feed = new PresenceFeed(fakeIo(sent), presence, { intervalMs: 0 });
+  const feed = new PresenceFeed(io, presence, { intervalMs: 0 });
   try {
-    await presence.online({ userId: 7, userType: "agent", socketId: "a" });
-    now += 5000;
-    assert.deepEqual(await feed.sweep(), [7]);
+    await presence.online({ person: { kind: "agent", id: 7 }, userType: "agent", socketId: "a" });
+    now += 500;
+    await presence.online({
+      person: { kind: "client", id: 7 },
+      userType: "client",
+      socketId: "c",
+    });
+    now += 600; // the agent is 1100 ms old (stale), the customer 600 ms (live)
+    const announced = nextBroadcast();
+    assert.deepEqual(await feed.sweep(), [{ kind: "agent", id: 7 }]);
     assert.deepEqual(await feed.sweep(), []);
-    await new Promise((r) => setTimeout(r, 20));
+    await announced;
     assert.equal(feed.broadcasts, 1);
-    assert.deepEqual(sent[0].payload.onlineUsers, []);
+    assert.deepEqual(sent[0].payload.onlineUsers, [
+      { userId: 7, userType: "client", lastSeen: new Date(1_000_500).toISOString() },
+    ]);
+    assert.deepEqual(sent[1].payload.onlineUsers, []);
   } finally {
     await feed.close();
     kv.close();
   }
+});
+
+Deno.test("a sweep that finds nobody announces nothing", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const { io, sent } = fakeIo();
+  const presence = new Presence(kv, { ttlMs: 1000 });
+  const feed = new PresenceFeed(io, presence, { intervalMs: 0 });
+  try {
+    await presence.online({ person: { kind: "agent", id: 1 }, userType: "admin", socketId: "a" });
+    assert.deepEqual(await feed.sweep(), []);
+    // A broadcast scheduled by the sweep would wait 0 ms (intervalMs 0, no
+    // earlier flush): its timer fires before this one, and close() below
+    // waits for the flush it starts.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  } finally {
+    await feed.close();
+    kv.close();
+  }
+  assert.equal(feed.broadcasts, 0);
+  assert.deepEqual(sent, []);
 });
