@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import {
   extractToken,
+  extractTokens,
+  hasHeaderCredential,
   isAmbientCredential,
   parseCookieHeader,
   tokenFromSupabaseCookieValue,
@@ -211,6 +213,94 @@ Deno.test("extractToken: garbage is absent, never thrown", async (t) => {
     });
     assert.deepEqual(found, { token: JWT, source: "bearer" });
   });
+});
+
+const THIRD = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ3In0.dGhpcmQ";
+const FOURTH = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0In0.Zm91cnRo";
+
+Deno.test("extractTokens: every token presented, in order, each once", async (t) => {
+  await t.step("auth, Bearer, configured cookies, Supabase cookies", () => {
+    const session = encodeURIComponent(JSON.stringify({ access_token: FOURTH }));
+    const h = headers({
+      authorization: `Bearer ${OTHER}`,
+      cookie: `sb-abc-auth-token=${session}; b=${THIRD}; a=${JWT}x`,
+    });
+    assert.deepEqual(
+      extractTokens({ headers: h, auth: { token: JWT } }, { cookieNames: ["a", "b"] }),
+      [
+        { token: JWT, source: "auth" },
+        { token: OTHER, source: "bearer" },
+        { token: `${JWT}x`, source: "cookie", cookieName: "a" },
+        { token: THIRD, source: "cookie", cookieName: "b" },
+        { token: FOURTH, source: "cookie", cookieName: "sb-abc-auth-token" },
+      ],
+    );
+  });
+
+  await t.step("a token presented twice is listed once, where it came first", () => {
+    const h = headers({ authorization: `Bearer ${JWT}`, cookie: `access_token=${JWT}` });
+    assert.deepEqual(extractTokens({ headers: h, auth: { token: JWT } }), [
+      { token: JWT, source: "auth" },
+    ]);
+    assert.deepEqual(extractTokens({ headers: h }), [{ token: JWT, source: "bearer" }]);
+  });
+
+  await t.step("Supabase cookies of two projects: both, in the header's order", () => {
+    const first = encodeURIComponent(JSON.stringify({ access_token: THIRD }));
+    const second = `base64-${base64url(JSON.stringify({ access_token: OTHER }))}`;
+    const h = headers({ cookie: `sb-two-auth-token.0=${second}; sb-one-auth-token=${first}` });
+    assert.deepEqual(extractTokens({ headers: h }), [
+      { token: OTHER, source: "cookie", cookieName: "sb-two-auth-token" },
+      { token: THIRD, source: "cookie", cookieName: "sb-one-auth-token" },
+    ]);
+  });
+
+  await t.step("garbage in one source leaves the others", () => {
+    const h = headers({
+      authorization: "Basic dXNlcjpwYXNz",
+      cookie: `access_token=; sb-abc-auth-token=base64-!!!; access_token_2=${OTHER}`,
+    });
+    assert.deepEqual(
+      extractTokens({ headers: h, auth: { token: JWT } }, {
+        cookieNames: ["access_token", "access_token_2"],
+      }),
+      [
+        { token: JWT, source: "auth" },
+        { token: OTHER, source: "cookie", cookieName: "access_token_2" },
+      ],
+    );
+  });
+
+  await t.step("nothing at all: an empty list; extractToken is the first or null", () => {
+    assert.deepEqual(extractTokens({ headers: headers({}) }), []);
+    assert.equal(extractToken({ headers: headers({}) }), null);
+    const h = headers({ authorization: `Bearer ${OTHER}`, cookie: `access_token=${JWT}` });
+    assert.deepEqual(extractToken({ headers: h }), extractTokens({ headers: h })[0]);
+  });
+});
+
+Deno.test("hasHeaderCredential: a usable Bearer token or cookie in the headers", async (t) => {
+  const cases: Array<[string, Record<string, string>, string[] | undefined, boolean]> = [
+    ["no headers", {}, undefined, false],
+    ["Bearer", { authorization: `Bearer ${JWT}` }, undefined, true],
+    ["access_token cookie", { cookie: `access_token=${JWT}` }, undefined, true],
+    [
+      "Supabase cookie",
+      { cookie: `sb-abc-auth-token=${encodeURIComponent(SESSION)}` },
+      undefined,
+      true,
+    ],
+    ["a cookie not configured", { cookie: `access_token=${JWT}` }, ["session"], false],
+    ["a configured cookie", { cookie: `session=${JWT}` }, ["session"], true],
+    ["only unrelated cookies", { cookie: "theme=dark; lang=en" }, undefined, false],
+    ["an empty token cookie", { cookie: "access_token=" }, undefined, false],
+    ["a non-Bearer scheme", { authorization: "Basic dXNlcjpwYXNz" }, undefined, false],
+  ];
+  for (const [name, init, cookieNames, expected] of cases) {
+    await t.step(name, () => {
+      assert.equal(hasHeaderCredential(headers(init), { cookieNames }), expected);
+    });
+  }
 });
 
 Deno.test("isAmbientCredential: only cookies", () => {
