@@ -1,13 +1,15 @@
 /**
  * src/server.ts HTTP routes through a running service: /healthz, /readyz
  * (ready, store down, shutting down), unknown routes, and /metrics (text
- * exposition format, optional METRICS_TOKEN bearer).
+ * exposition format, public in development, hidden in production unless
+ * METRICS_TOKEN (bearer) or METRICS_PUBLIC=true).
  */
 
 import assert from "node:assert/strict";
 import { io, type Socket } from "socket.io-client";
 import { type LogSink, setLogSink } from "../src/log.ts";
 import { KvStore } from "../src/store/kv_store.ts";
+import { tokenFor } from "./support/clients.ts";
 import { startApp } from "./support/server.ts";
 
 const FIXTURE = decodeURIComponent(new URL("../demo/fixture.json", import.meta.url).pathname);
@@ -31,10 +33,11 @@ async function request(
   };
 }
 
-/** A KV store whose health check fails, as a store that lost its database would. */
+/** A KV store whose health check fails once `down` is set, as a store that lost its database would. */
 class DownStore extends KvStore {
+  down = false;
   override ping(): Promise<void> {
-    return Promise.reject(new Error("store unreachable"));
+    return this.down ? Promise.reject(new Error("store unreachable")) : super.ping();
   }
 }
 
@@ -81,10 +84,24 @@ Deno.test("/readyz: 200 when the store answers, 503 when it does not or while cl
       }
     });
 
-    await t.step("store down", async () => {
+    await t.step("a store down at start-up stops the start", async () => {
       const kv = await Deno.openKv(":memory:");
-      const running = await startApp({}, { kv, store: new DownStore(kv) });
+      const store = new DownStore(kv);
+      store.down = true;
       try {
+        await assert.rejects(startApp({}, { kv, store }), /store unreachable/);
+      } finally {
+        kv.close();
+      }
+    });
+
+    await t.step("store down after start-up", async () => {
+      const kv = await Deno.openKv(":memory:");
+      const store = new DownStore(kv);
+      const running = await startApp({}, { kv, store });
+      try {
+        assert.equal((await request(`${running.url}/readyz`)).status, 200);
+        store.down = true;
         const down = await request(`${running.url}/readyz`);
         assert.equal(down.status, 503);
         assert.equal(JSON.parse(down.body).status, "not_ready");
@@ -147,7 +164,7 @@ Deno.test("/metrics: Prometheus text format reflecting the service", async () =>
   const restore = quietLog();
   const running = await startApp({ SEED_FILE: FIXTURE });
   try {
-    const token = await running.app.mintDevToken!("agent-123");
+    const token = await tokenFor(running, "agent:123");
     const socket = await connect(running.url, { transports: ["websocket"], auth: { token } });
     try {
       await assert.rejects(connect(running.url, { transports: ["websocket"] }));
@@ -215,6 +232,67 @@ Deno.test("/metrics with METRICS_TOKEN: 401 without the bearer, 200 with it", as
     });
   } finally {
     await running.close();
+    restore();
+  }
+});
+
+/** A production configuration the service starts with (no dev tokens, no demo). */
+const PRODUCTION = {
+  APP_ENV: "production",
+  SUPABASE_JWT_SECRET: "a-production-test-secret-0123456789",
+  SOCKET_CORS_ORIGINS: "https://app.servana.example",
+};
+
+Deno.test("/metrics in production: 404 unless METRICS_TOKEN or METRICS_PUBLIC=true", async (t) => {
+  const restore = quietLog();
+  try {
+    await t.step("neither set: 404 like any unknown route, nothing leaked", async () => {
+      const running = await startApp(PRODUCTION);
+      try {
+        for (
+          const headers of [{}, { authorization: "Bearer anything" }] as Record<string, string>[]
+        ) {
+          const response = await request(`${running.url}/metrics`, { headers });
+          assert.equal(response.status, 404);
+          assert.deepEqual(JSON.parse(response.body), { error: "not_found" });
+        }
+        // the health endpoints are not affected
+        assert.equal((await request(`${running.url}/healthz`)).status, 200);
+        assert.equal((await request(`${running.url}/readyz`)).status, 200);
+      } finally {
+        await running.close();
+      }
+    });
+
+    await t.step("METRICS_PUBLIC=true: served without a token", async () => {
+      const running = await startApp({ ...PRODUCTION, METRICS_PUBLIC: "true" });
+      try {
+        const response = await request(`${running.url}/metrics`);
+        assert.equal(response.status, 200);
+        assert.match(response.type ?? "", /^text\/plain; version=0\.0\.4/);
+        assert.ok(response.body.includes("# TYPE servana_sockets gauge"));
+      } finally {
+        await running.close();
+      }
+    });
+
+    await t.step("METRICS_TOKEN: the bearer is required", async () => {
+      const secret = "production-metrics-bearer-42";
+      const running = await startApp({ ...PRODUCTION, METRICS_TOKEN: secret });
+      try {
+        const without = await request(`${running.url}/metrics`);
+        assert.equal(without.status, 401);
+        assert.ok(!without.body.includes("servana_"), "metrics leaked");
+        const withToken = await request(`${running.url}/metrics`, {
+          headers: { authorization: `Bearer ${secret}` },
+        });
+        assert.equal(withToken.status, 200);
+        assert.ok(withToken.body.includes("# TYPE servana_sockets gauge"));
+      } finally {
+        await running.close();
+      }
+    });
+  } finally {
     restore();
   }
 });
