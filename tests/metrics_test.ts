@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { io as connect, type Socket } from "socket.io-client";
+import { tokenFor } from "./support/clients.ts";
 import { connectClient, nextEvent, request } from "./support/processes.ts";
 import { startApp } from "./support/server.ts";
 
@@ -58,11 +59,10 @@ Deno.test("metrics: /metrics after a chat exchange", async (t) => {
     RATE_LIMIT_WINDOW: "600000",
     METRICS_TOKEN: "scrape-me",
   });
-  const mint = running.app.mintDevToken as (authId: string) => Promise<string>;
   const sockets: Socket[] = [];
   try {
-    const agent = await connectClient(running.url, await mint("agent-123"));
-    const client = await connectClient(running.url, await mint("client-789"));
+    const agent = await connectClient(running.url, await tokenFor(running, "agent:123"));
+    const client = await connectClient(running.url, await tokenFor(running, "client:789"));
     sockets.push(agent, client);
     for (const s of [agent, client]) {
       assert.equal((await request(s, "joinChatGroup", { groupId: 456 })).ok, true);
@@ -142,18 +142,29 @@ Deno.test("metrics: /metrics after a chat exchange", async (t) => {
         find(samples, "servana_store_duration_seconds_count", { backend: "kv", op: "addMessage" }),
         [2],
       );
-      assert.ok(
+      // the two joins read the group; each send reads the conversation (group,
+      // customer, department) before its rate limit
+      assert.deepEqual(
         find(samples, "servana_store_duration_seconds_count", {
           backend: "kv",
           op: "getChatGroup",
-        })[0] >= 3,
+        }),
+        [2],
       );
+      assert.deepEqual(
+        find(samples, "servana_store_duration_seconds_count", {
+          backend: "kv",
+          op: "getConversation",
+        }),
+        [3],
+      );
+      // two joins (the read budget), three sends and one userOnline
       assert.deepEqual(
         find(samples, "servana_store_duration_seconds_count", {
           backend: "kv",
           op: "rate_limit.consume",
         }),
-        [4], // three sends and one userOnline
+        [6],
       );
       assert.deepEqual(
         find(samples, "servana_store_duration_seconds_count", {
