@@ -47,16 +47,25 @@ Deno.test("every error code reaches the client through the real server", async (
     });
 
     await t.step("USER_NOT_FOUND: a valid token for nobody in the store", async () => {
-      const token = await running.app.mintDevToken!("ghost-999");
-      const err = await refusedConnection(running, token);
-      assert.equal(err.message, "USER_NOT_FOUND");
-      assertErrorShape(err.data as ErrorPayload, "USER_NOT_FOUND");
+      const { agent, customer } = running.app.devTokens;
+      assert.ok(agent && customer);
+      const tokens = [
+        // an agent's token whose Supabase user has no sys_user row
+        await agent("00000000-0000-4000-8000-000000000999"),
+        // a customer's token for a client_id that does not exist
+        await customer({ clientId: 99999, clientNumber: "9990000000" }),
+      ];
+      for (const token of tokens) {
+        const err = await refusedConnection(running, token);
+        assert.equal(err.message, "USER_NOT_FOUND");
+        assertErrorShape(err.data as ErrorPayload, "USER_NOT_FOUND");
+      }
       seen.add("USER_NOT_FOUND");
     });
 
-    const agent = await connectAs(running, "agent-123");
+    const agent = await connectAs(running, "agent:123");
     clients.push(agent);
-    const client = await connectAs(running, "client-789");
+    const client = await connectAs(running, "client:789");
     clients.push(client);
 
     const provoke = async (c: TestClient, code: string, event: string, payload?: unknown) => {
@@ -76,8 +85,9 @@ Deno.test("every error code reaches the client through the real server", async (
       await provoke(agent, "ROOM_NOT_FOUND", "joinChatGroup", { groupId: 99999 });
     });
 
-    await t.step("ROOM_INACTIVE: joining the closed group 458", async () => {
+    await t.step("ROOM_INACTIVE: joining the resolved group 458", async () => {
       await provoke(client, "ROOM_INACTIVE", "joinChatGroup", { groupId: 458 });
+      assert.equal(client.count("joinedRoom"), 0);
     });
 
     await t.step("INVALID_DATA: a string where a number belongs", async () => {
@@ -110,6 +120,35 @@ Deno.test("every error code reaches the client through the real server", async (
       store.failAddMessage = false;
       await client.sync();
       assert.equal(client.count("receiveMessage"), 0);
+    });
+
+    await t.step("the apps' sendMessage gets the same codes as messageError", async () => {
+      const cases: [string, Record<string, unknown>][] = [
+        ["ROOM_INACTIVE", { chat_body: "hello?", chat_group_id: 458 }],
+        ["ROOM_NOT_FOUND", { chat_body: "hello?", chat_group_id: 99999 }],
+        ["INVALID_DATA", { chat_body: 42, chat_group_id: 456 }],
+      ];
+      for (const [code, payload] of cases) {
+        const from = client.mark();
+        const ack = await client.request("sendMessage", payload);
+        const received = client.received.slice(from);
+        assert.deepEqual(
+          received.filter((r) => r.event === "error"),
+          [],
+          `${code}: no error event`,
+        );
+        const failures = received.filter((r) => r.event === "messageError");
+        assert.equal(failures.length, 1, `${code}: one messageError`);
+        const failure = failures[0].args[0] as ErrorPayload & { error: string };
+        assert.equal(failure.code, code);
+        assert.equal(typeof failure.message, "string");
+        // the apps read `message`, the web app `error`
+        assert.equal(failure.error, failure.message);
+        const { error: _error, ...payloadFields } = failure;
+        assert.deepEqual(ack, { ok: false, ...payloadFields });
+      }
+      await agent.sync();
+      assert.equal(agent.count("receiveMessage"), 0);
     });
 
     assert.deepEqual([...seen].sort(), [...ERROR_CODES].sort());
