@@ -1,11 +1,15 @@
 /**
  * src/config.ts: defaults, parsing, one-line errors naming the variable, no
  * secret echoed in an error, and production refusing to start without a way
- * to verify tokens (also through `main.ts` in a child process).
+ * to verify tokens or without its web app's origins (also through `main.ts`
+ * in a child process).
  */
 
 import assert from "node:assert/strict";
 import { CONFIG_VARIABLES, ConfigError, loadConfig } from "../src/config.ts";
+
+/** What production needs besides a key source. */
+const ORIGINS = { SOCKET_CORS_ORIGINS: "https://app.servana.example" };
 
 /** Expects a ConfigError and returns its message. */
 function configError(env: Record<string, string | undefined>): string {
@@ -19,13 +23,19 @@ function configError(env: Record<string, string | undefined>): string {
 }
 
 Deno.test("defaults", () => {
-  // production is the default: without a key source nothing starts
-  assert.match(configError({}), /^SUPABASE_JWT_SECRET: /);
-  assert.equal(loadConfig({ SUPABASE_JWT_SECRET: "a-secret" }).appEnv, "production");
-  assert.equal(loadConfig({ SUPABASE_JWT_SECRET: "a-secret" }).serveDemo, false);
+  // production is the default: without its origins or a key source nothing starts
+  assert.match(configError({}), /^SOCKET_CORS_ORIGINS: /);
+  assert.match(configError(ORIGINS), /^SUPABASE_JWT_SECRET: /);
+  const production = loadConfig({ ...ORIGINS, SUPABASE_JWT_SECRET: "a-secret" });
+  assert.equal(production.appEnv, "production");
+  assert.equal(production.serveDemo, false);
+  assert.equal(production.metricsPublic, false);
+  // production listens on every interface, development on loopback
+  assert.equal(production.host, "0.0.0.0");
+  assert.deepEqual(production.corsOrigins, ["https://app.servana.example"]);
   const config = loadConfig({ APP_ENV: "development" });
   assert.equal(config.port, 3000);
-  assert.equal(config.host, "0.0.0.0");
+  assert.equal(config.host, "127.0.0.1");
   assert.deepEqual(config.corsOrigins, ["http://localhost:5173", "http://localhost:5000"]);
   assert.equal(config.heartbeatInterval, 25_000);
   assert.equal(config.heartbeatTimeout, 60_000);
@@ -35,6 +45,7 @@ Deno.test("defaults", () => {
   assert.deepEqual(config.auth, {
     cookieNames: ["access_token"],
     jwtSecret: null,
+    customerSecret: null,
     supabaseUrl: null,
     jwksUrl: null,
     issuer: null,
@@ -46,20 +57,27 @@ Deno.test("defaults", () => {
   // on Deno Deploy: the attached KV database
   assert.equal(loadConfig({ APP_ENV: "development", DENO_DEPLOYMENT_ID: "abc" }).kvPath, null);
   assert.equal(config.databaseUrl, null);
+  assert.equal(config.databasePrepare, "auto");
+  assert.equal(config.dedupeWindowMs, 86_400_000);
   assert.equal(config.seedFile, null);
   assert.equal(config.maxMessageLength, 5000);
   assert.equal(config.roomStatsIntervalMs, 10_000);
   assert.deepEqual(config.rateLimits, {
     messagesPerWindow: 30,
     statusPerWindow: 10,
+    refreshPerWindow: 10,
     readsPerMinute: 240,
     windowMs: 60_000,
     typingIntervalMs: 1000,
   });
+  assert.equal(config.maxSocketsPerPerson, 20);
+  assert.equal(config.accessRecheckMs, 5000);
+  assert.equal(config.queueMaxActive, 5);
   assert.equal(config.redisUrl, null);
   assert.equal(config.recoveryWindowMs, 120_000);
   assert.equal(config.shutdownTimeoutMs, 10_000);
   assert.equal(config.metricsToken, null);
+  assert.equal(config.metricsPublic, true);
   assert.equal(config.serveDemo, true);
 });
 
@@ -73,8 +91,17 @@ Deno.test("empty strings count as unset; unknown variables are ignored", () => {
   assert.equal(config.port, 3000);
   assert.equal(config.appEnv, "development");
   assert.equal(config.auth.jwtSecret, null);
-  // an empty APP_ENV is the default (production), which then needs a key source
-  assert.match(configError({ APP_ENV: "", SUPABASE_JWT_SECRET: "" }), /^SUPABASE_JWT_SECRET: /);
+  // an empty APP_ENV is the default (production), which then needs its origins and a key source
+  assert.match(configError({ APP_ENV: "", SUPABASE_JWT_SECRET: "" }), /^SOCKET_CORS_ORIGINS: /);
+  assert.match(
+    configError({ APP_ENV: "", ...ORIGINS, SUPABASE_JWT_SECRET: "" }),
+    /^SUPABASE_JWT_SECRET: /,
+  );
+  // blank origins are unset: production refuses them like a missing variable
+  assert.match(
+    configError({ SOCKET_CORS_ORIGINS: "  ", SUPABASE_JWT_SECRET: "s" }),
+    /^SOCKET_CORS_ORIGINS: .*APP_ENV=production/,
+  );
 });
 
 Deno.test("values are parsed", async (t) => {
@@ -94,10 +121,16 @@ Deno.test("values are parsed", async (t) => {
       RATE_LIMIT_MESSAGES: "5",
       RATE_LIMIT_STATUS: "6",
       RATE_LIMIT_READS: "120",
+      RATE_LIMIT_REFRESH: "7",
       RATE_LIMIT_WINDOW: "1000",
       TYPING_THROTTLE: "0",
+      MAX_SOCKETS_PER_PERSON: "3",
+      ACCESS_RECHECK_INTERVAL: "250",
+      QUEUE_MAX_ACTIVE: "2",
+      MESSAGE_DEDUPE_WINDOW: "60000",
       SOCKET_RECOVERY_WINDOW: "0",
       METRICS_TOKEN: "m-token",
+      METRICS_PUBLIC: "false",
     });
     assert.equal(config.port, 8080);
     assert.equal(config.host, "127.0.0.1");
@@ -112,12 +145,65 @@ Deno.test("values are parsed", async (t) => {
     assert.deepEqual(config.rateLimits, {
       messagesPerWindow: 5,
       statusPerWindow: 6,
+      refreshPerWindow: 7,
       readsPerMinute: 120,
       windowMs: 1000,
       typingIntervalMs: 0,
     });
+    assert.equal(config.maxSocketsPerPerson, 3);
+    assert.equal(config.accessRecheckMs, 250);
+    assert.equal(config.queueMaxActive, 2);
+    assert.equal(config.dedupeWindowMs, 60_000);
     assert.equal(config.recoveryWindowMs, 0);
     assert.equal(config.metricsToken, "m-token");
+    assert.equal(config.metricsPublic, false);
+  });
+
+  await t.step("RATE_LIMIT_READS: 1 up to the limiter's 4000", () => {
+    const reads = (value: string) =>
+      loadConfig({ APP_ENV: "development", RATE_LIMIT_READS: value }).rateLimits.readsPerMinute;
+    assert.equal(reads("1"), 1);
+    assert.equal(reads("4000"), 4000);
+    assert.match(
+      configError({ APP_ENV: "development", RATE_LIMIT_READS: "4001" }),
+      /^RATE_LIMIT_READS: expected an integer from 1 to 4000 /,
+    );
+  });
+
+  await t.step("HOST: explicit wins in both environments", () => {
+    assert.equal(loadConfig({ APP_ENV: "development", HOST: "0.0.0.0" }).host, "0.0.0.0");
+    assert.equal(
+      loadConfig({ ...ORIGINS, SUPABASE_JWT_SECRET: "s", HOST: "10.0.0.7" }).host,
+      "10.0.0.7",
+    );
+  });
+
+  await t.step("DATABASE_PREPARE: true, false or auto", () => {
+    const prepare = (value: string) =>
+      loadConfig({ APP_ENV: "development", DATABASE_PREPARE: value }).databasePrepare;
+    assert.equal(prepare("true"), true);
+    assert.equal(prepare("false"), false);
+    assert.equal(prepare("auto"), "auto");
+  });
+
+  await t.step("METRICS_PUBLIC: public in development unless false, private in production", () => {
+    assert.equal(
+      loadConfig({ APP_ENV: "development", METRICS_PUBLIC: "no" }).metricsPublic,
+      false,
+    );
+    const production = { ...ORIGINS, SUPABASE_JWT_SECRET: "s" };
+    assert.equal(loadConfig(production).metricsPublic, false);
+    assert.equal(loadConfig({ ...production, METRICS_PUBLIC: "true" }).metricsPublic, true);
+  });
+
+  await t.step("JWT_ACCESS_SECRET: the customers' secret", () => {
+    const config = loadConfig({
+      ...ORIGINS,
+      SUPABASE_JWT_SECRET: "agents-secret",
+      JWT_ACCESS_SECRET: "customers-secret",
+    });
+    assert.equal(config.auth.jwtSecret, "agents-secret");
+    assert.equal(config.auth.customerSecret, "customers-secret");
   });
 
   await t.step("booleans: true/1/yes and false/0/no", () => {
@@ -167,10 +253,15 @@ Deno.test("values are parsed", async (t) => {
   });
 
   await t.step("SERVE_DEMO defaults to false in production", () => {
-    const config = loadConfig({ APP_ENV: "production", SUPABASE_JWT_SECRET: "s" });
+    const config = loadConfig({ ...ORIGINS, APP_ENV: "production", SUPABASE_JWT_SECRET: "s" });
     assert.equal(config.serveDemo, false);
     assert.equal(
-      loadConfig({ APP_ENV: "production", SUPABASE_JWT_SECRET: "s", SERVE_DEMO: "true" })
+      loadConfig({
+        ...ORIGINS,
+        APP_ENV: "production",
+        SUPABASE_JWT_SECRET: "s",
+        SERVE_DEMO: "true",
+      })
         .serveDemo,
       true,
     );
@@ -202,6 +293,17 @@ Deno.test("each bad value stops with one line naming the variable", async (t) =>
     ["RATE_LIMIT_MESSAGES", "4001"],
     ["RATE_LIMIT_STATUS", "100000"],
     ["RATE_LIMIT_WINDOW", "99"],
+    ["RATE_LIMIT_REFRESH", "0"],
+    ["RATE_LIMIT_READS", "0"],
+    ["RATE_LIMIT_READS", "4001"],
+    ["MAX_SOCKETS_PER_PERSON", "0"],
+    ["MAX_SOCKETS_PER_PERSON", "10001"],
+    ["ACCESS_RECHECK_INTERVAL", "99"],
+    ["QUEUE_MAX_ACTIVE", "0"],
+    ["QUEUE_MAX_ACTIVE", "1001"],
+    ["MESSAGE_DEDUPE_WINDOW", "999"],
+    ["DATABASE_PREPARE", "maybe"],
+    ["METRICS_PUBLIC", "public"],
     ["TYPING_THROTTLE", "-5"],
     ["REDIS_URL", "http://cache.example"],
     ["SOCKET_RECOVERY_WINDOW", "2m"],
@@ -233,26 +335,80 @@ Deno.test("a bad secret-bearing value is not echoed", async (t) => {
   }
 });
 
+Deno.test("JWT_ACCESS_SECRET equal to SUPABASE_JWT_SECRET stops start-up, unechoed", () => {
+  for (const env of [{ APP_ENV: "development" }, { APP_ENV: "production", ...ORIGINS }]) {
+    const message = configError({
+      ...env,
+      SUPABASE_JWT_SECRET: "one-shared-secret-value",
+      JWT_ACCESS_SECRET: " one-shared-secret-value ",
+    });
+    assert.ok(message.startsWith("JWT_ACCESS_SECRET: expected "), message);
+    assert.ok(message.includes("SUPABASE_JWT_SECRET"), message);
+    assert.ok(!message.includes("one-shared-secret-value"), `secret echoed: ${message}`);
+    assert.ok(!message.includes("\n"));
+  }
+});
+
+Deno.test("production refuses to start without its web app's origins", async (t) => {
+  await t.step("SOCKET_CORS_ORIGINS unset", () => {
+    const message = configError({ APP_ENV: "production", SUPABASE_JWT_SECRET: "s" });
+    assert.ok(message.startsWith("SOCKET_CORS_ORIGINS: expected "), message);
+    assert.ok(message.includes("APP_ENV=production"), message);
+    assert.ok(!message.includes("\n"));
+  });
+  await t.step("set: exactly those origins", () => {
+    const config = loadConfig({
+      APP_ENV: "production",
+      SUPABASE_JWT_SECRET: "s",
+      SOCKET_CORS_ORIGINS: "https://app.servana.example, https://admin.servana.example",
+    });
+    assert.deepEqual(config.corsOrigins, [
+      "https://app.servana.example",
+      "https://admin.servana.example",
+    ]);
+  });
+  await t.step("development falls back to the local dev servers", () => {
+    assert.deepEqual(loadConfig({ APP_ENV: "development" }).corsOrigins, [
+      "http://localhost:5173",
+      "http://localhost:5000",
+    ]);
+  });
+});
+
 Deno.test("production refuses to start without a secret or a JWKS source", async (t) => {
   await t.step("no key source at all", () => {
-    const message = configError({ APP_ENV: "production" });
+    const message = configError({ APP_ENV: "production", ...ORIGINS });
     assert.ok(message.startsWith("SUPABASE_JWT_SECRET: "), message);
     assert.ok(message.includes("APP_ENV=production"), message);
     assert.ok(!message.includes("\n"));
   });
   await t.step("an empty secret counts as none", () => {
-    configError({ APP_ENV: "production", SUPABASE_JWT_SECRET: "" });
+    assert.match(
+      configError({ APP_ENV: "production", ...ORIGINS, SUPABASE_JWT_SECRET: "" }),
+      /^SUPABASE_JWT_SECRET: /,
+    );
   });
   await t.step("a secret, SUPABASE_URL or SUPABASE_JWKS_URL is enough", () => {
-    const withSecret = loadConfig({ APP_ENV: "production", SUPABASE_JWT_SECRET: "s3" });
+    const withSecret = loadConfig({ APP_ENV: "production", ...ORIGINS, SUPABASE_JWT_SECRET: "s3" });
     assert.equal(withSecret.auth.jwtSecret, "s3");
-    const withUrl = loadConfig({ APP_ENV: "production", SUPABASE_URL: "https://p.supabase.co" });
+    const withUrl = loadConfig({
+      APP_ENV: "production",
+      ...ORIGINS,
+      SUPABASE_URL: "https://p.supabase.co",
+    });
     assert.equal(withUrl.auth.jwksUrl, "https://p.supabase.co/auth/v1/.well-known/jwks.json");
     const withJwks = loadConfig({
       APP_ENV: "production",
+      ...ORIGINS,
       SUPABASE_JWKS_URL: "https://keys.example/jwks.json",
     });
     assert.equal(withJwks.auth.jwksUrl, "https://keys.example/jwks.json");
+  });
+  await t.step("a customers' secret alone is not a key source for agents", () => {
+    assert.match(
+      configError({ APP_ENV: "production", ...ORIGINS, JWT_ACCESS_SECRET: "c" }),
+      /^SUPABASE_JWT_SECRET: /,
+    );
   });
   await t.step("development starts without any key source", () => {
     assert.equal(loadConfig({ APP_ENV: "development" }).auth.jwtSecret, null);
@@ -266,6 +422,7 @@ Deno.test("CONFIG_VARIABLES lists what loadConfig reads", () => {
       "APP_ENV",
       "SOCKET_CORS_ORIGINS",
       "SUPABASE_JWT_SECRET",
+      "JWT_ACCESS_SECRET",
       "SUPABASE_URL",
       "SUPABASE_JWKS_URL",
       "JWT_ISSUER",
@@ -277,6 +434,14 @@ Deno.test("CONFIG_VARIABLES lists what loadConfig reads", () => {
       "DATABASE_URL",
       "SEED_FILE",
       "METRICS_TOKEN",
+      "METRICS_PUBLIC",
+      "DATABASE_PREPARE",
+      "MESSAGE_DEDUPE_WINDOW",
+      "RATE_LIMIT_REFRESH",
+      "RATE_LIMIT_READS",
+      "MAX_SOCKETS_PER_PERSON",
+      "ACCESS_RECHECK_INTERVAL",
+      "QUEUE_MAX_ACTIVE",
     ]
   ) {
     assert.ok(CONFIG_VARIABLES.includes(name), name);
@@ -301,11 +466,18 @@ async function runMain(env: Record<string, string>): Promise<{ code: number; std
 
 Deno.test("main.ts exits 1 with one line on a config error", async (t) => {
   await t.step("production without a key source", async () => {
-    const { code, stderr } = await runMain({ APP_ENV: "production" });
+    const { code, stderr } = await runMain({ APP_ENV: "production", ...ORIGINS });
     assert.equal(code, 1);
     const lines = stderr.trim().split("\n");
     assert.equal(lines.length, 1, stderr);
-    assert.match(lines[0], /SUPABASE_JWT_SECRET: .*APP_ENV=production/);
+    assert.match(lines[0], /^config error: SUPABASE_JWT_SECRET: .*APP_ENV=production/);
+  });
+  await t.step("production without its origins", async () => {
+    const { code, stderr } = await runMain({ APP_ENV: "production", SUPABASE_JWT_SECRET: "s" });
+    assert.equal(code, 1);
+    const lines = stderr.trim().split("\n");
+    assert.equal(lines.length, 1, stderr);
+    assert.match(lines[0], /^config error: SOCKET_CORS_ORIGINS: .*APP_ENV=production/);
   });
   await t.step("a bad variable", async () => {
     const { code, stderr } = await runMain({ RATE_LIMIT_WINDOW: "fast" });
