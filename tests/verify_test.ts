@@ -9,7 +9,7 @@ import {
   verifierOptionsFor,
 } from "../src/auth/verify.ts";
 import { loadConfig } from "../src/config.ts";
-import { DEV_JWT_SECRET, mintToken } from "../src/auth/dev.ts";
+import { DEV_CUSTOMER_SECRET, DEV_JWT_SECRET, mintToken } from "../src/auth/dev.ts";
 import {
   b64url,
   generateSigningKey,
@@ -481,19 +481,43 @@ Deno.test("jwksUrlFor and issuerFor", () => {
 });
 
 Deno.test("verifierOptionsFor", async (t) => {
-  await t.step("development without key sources uses the dev secret", () => {
-    const { options, usingDevSecret } = verifierOptionsFor(loadConfig({ APP_ENV: "development" }));
-    assert.equal(usingDevSecret, true);
-    assert.deepEqual(options, {
-      secret: DEV_JWT_SECRET,
-      issuer: undefined,
-      audience: "authenticated",
+  const ORIGINS = { SOCKET_CORS_ORIGINS: "https://app.servana.example" };
+
+  await t.step("development without key sources uses both dev secrets", () => {
+    const settings = verifierOptionsFor(loadConfig({ APP_ENV: "development" }));
+    assert.deepEqual(settings, {
+      options: { secret: DEV_JWT_SECRET, issuer: undefined, audience: "authenticated" },
+      customerSecret: DEV_CUSTOMER_SECRET,
+      usingDevSecret: true,
+      usingDevCustomerSecret: true,
     });
+    assert.notEqual(DEV_CUSTOMER_SECRET, DEV_JWT_SECRET);
+  });
+
+  await t.step("development with a Supabase secret still uses the dev customers' secret", () => {
+    const settings = verifierOptionsFor(loadConfig({
+      APP_ENV: "development",
+      SUPABASE_JWT_SECRET: "s3cret",
+    }));
+    assert.equal(settings.usingDevSecret, false);
+    assert.equal(settings.options.secret, "s3cret");
+    assert.equal(settings.customerSecret, DEV_CUSTOMER_SECRET);
+    assert.equal(settings.usingDevCustomerSecret, true);
+  });
+
+  await t.step("development with JWT_ACCESS_SECRET uses it", () => {
+    const settings = verifierOptionsFor(loadConfig({
+      APP_ENV: "development",
+      JWT_ACCESS_SECRET: "customers",
+    }));
+    assert.equal(settings.customerSecret, "customers");
+    assert.equal(settings.usingDevCustomerSecret, false);
+    assert.equal(settings.usingDevSecret, true);
   });
 
   await t.step("production without key sources refuses to start", () => {
     assert.throws(
-      () => loadConfig({ APP_ENV: "production", SUPABASE_JWT_SECRET: "  " }),
+      () => loadConfig({ APP_ENV: "production", ...ORIGINS, SUPABASE_JWT_SECRET: "  " }),
       /SUPABASE_JWT_SECRET/,
     );
     const development = loadConfig({ APP_ENV: "development" });
@@ -503,22 +527,43 @@ Deno.test("verifierOptionsFor", async (t) => {
     );
   });
 
+  await t.step(
+    "production without JWT_ACCESS_SECRET refuses customer tokens (no dev secret)",
+    () => {
+      const settings = verifierOptionsFor(loadConfig({
+        APP_ENV: "production",
+        ...ORIGINS,
+        SUPABASE_JWT_SECRET: "s3cret",
+      }));
+      assert.equal(settings.customerSecret, null);
+      assert.equal(settings.usingDevCustomerSecret, false);
+      assert.equal(settings.usingDevSecret, false);
+    },
+  );
+
   await t.step("SUPABASE_URL derives JWKS and issuer", () => {
-    const { options, usingDevSecret } = verifierOptionsFor(loadConfig({
+    const settings = verifierOptionsFor(loadConfig({
       APP_ENV: "production",
+      ...ORIGINS,
       SUPABASE_URL: "https://abc.supabase.co",
+      JWT_ACCESS_SECRET: "customers",
     }));
-    assert.equal(usingDevSecret, false);
-    assert.deepEqual(options, {
-      secret: undefined,
-      jwksUrl: "https://abc.supabase.co/auth/v1/.well-known/jwks.json",
-      issuer: "https://abc.supabase.co/auth/v1",
-      audience: "authenticated",
+    assert.deepEqual(settings, {
+      options: {
+        secret: undefined,
+        jwksUrl: "https://abc.supabase.co/auth/v1/.well-known/jwks.json",
+        issuer: "https://abc.supabase.co/auth/v1",
+        audience: "authenticated",
+      },
+      customerSecret: "customers",
+      usingDevSecret: false,
+      usingDevCustomerSecret: false,
     });
   });
 
   await t.step("explicit variables win", () => {
     const { options } = verifierOptionsFor(loadConfig({
+      ...ORIGINS,
       SUPABASE_URL: "https://abc.supabase.co",
       SUPABASE_JWT_SECRET: "s3cret",
       SUPABASE_JWKS_URL: "https://keys.example/jwks.json",
