@@ -14,6 +14,7 @@ import { startApp } from "./support/server.ts";
 const PRODUCTION = {
   APP_ENV: "production",
   SUPABASE_JWT_SECRET: "a-test-secret-of-some-length-1234",
+  SOCKET_CORS_ORIGINS: "https://app.servana.example",
 };
 
 async function get(url: string, init?: RequestInit): Promise<{ res: Response; body: string }> {
@@ -21,7 +22,13 @@ async function get(url: string, init?: RequestInit): Promise<{ res: Response; bo
   return { res, body: await res.text() };
 }
 
-function embeddedData(html: string): { devLogin: boolean; users: { id: number }[] } {
+interface EmbeddedData {
+  devLogin: boolean;
+  users: { kind: string; id: number; role: string; firstName: string; lastName: string }[];
+  groups: { id: number; clientId: number; status: string | null }[];
+}
+
+function embeddedData(html: string): EmbeddedData {
   const match = html.match(/<script type="application\/json" id="demo-data">(.*?)<\/script>/s);
   assert.ok(match, "the page embeds its data block");
   return JSON.parse(match[1]);
@@ -65,7 +72,32 @@ Deno.test("demo routes: development serves the page, its assets and the bundle",
       assert.doesNotMatch(body, /https?:\/\//, "nothing from another origin (no CDN)");
       const data = embeddedData(body);
       assert.equal(data.devLogin, true);
-      assert.deepEqual(data.users.map((u) => u.id), [1, 123, 124, 789, 790]);
+      // people are (kind, id): the admin agent 1 and the customer 1 are two entries
+      assert.deepEqual(data.users.map((u) => `${u.kind}:${u.id}`), [
+        "agent:1",
+        "agent:123",
+        "agent:124",
+        "client:789",
+        "client:790",
+        "client:1",
+      ]);
+      assert.deepEqual(
+        data.users.map((u) => [u.role, `${u.firstName} ${u.lastName}`.trim()]),
+        [
+          ["admin", "Ada Admin"],
+          ["agent", "John Doe"],
+          ["agent", "Jane Roe"],
+          ["client", "Carla Client"],
+          ["client", "Chris Customer"],
+          ["client", "Pia"],
+        ],
+      );
+      assert.deepEqual(data.groups.map((g) => [g.id, g.clientId, g.status]), [
+        [456, 789, "active"],
+        [457, 790, "active"],
+        [458, 789, "resolved"],
+        [459, 1, "queued"],
+      ]);
     });
 
     await t.step("the script, the stylesheet and the bundle", async () => {
@@ -95,10 +127,117 @@ Deno.test("demo routes: development serves the page, its assets and the bundle",
       assert.equal(health.res.status, 200);
       const login = await get(`${running.url}/dev/login`, {
         method: "POST",
-        body: JSON.stringify({ userId: 123 }),
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ kind: "agent", id: 123 }),
       });
       assert.equal(login.res.status, 200);
       assert.match(login.res.headers.get("set-cookie") ?? "", /^access_token=.*HttpOnly/);
+    });
+
+    await t.step("POST /dev/login { kind, id }: { token, person } and the cookie", async () => {
+      for (
+        const [kind, id, name] of [
+          ["agent", 1, "Ada Admin"],
+          ["client", 1, "Pia"],
+          ["client", 789, "Carla Client"],
+        ] as const
+      ) {
+        const { res, body } = await get(`${running.url}/dev/login`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json; charset=utf-8" },
+          body: JSON.stringify({ kind, id }),
+        });
+        assert.equal(res.status, 200, body);
+        const answer = JSON.parse(body) as {
+          token: string;
+          person: { kind: string; id: number; firstName: string; lastName: string };
+        };
+        assert.equal(answer.person.kind, kind);
+        assert.equal(answer.person.id, id);
+        assert.equal(`${answer.person.firstName} ${answer.person.lastName}`.trim(), name);
+        assert.equal(
+          res.headers.get("set-cookie"),
+          `access_token=${answer.token}; HttpOnly; Path=/; SameSite=Lax; Max-Age=3600`,
+        );
+      }
+    });
+
+    await t.step("POST /dev/login refuses what a cross-site page could send", async () => {
+      const cases: [string, RequestInit, number, string][] = [
+        [
+          "no Content-Type",
+          { body: JSON.stringify({ kind: "agent", id: 123 }) },
+          415,
+          "INVALID_DATA",
+        ],
+        [
+          "text/plain",
+          {
+            headers: { "Content-Type": "text/plain" },
+            body: JSON.stringify({ kind: "agent", id: 123 }),
+          },
+          415,
+          "INVALID_DATA",
+        ],
+        [
+          "a form post",
+          {
+            headers: { "Content-Type": "application/x-www-form-urlencoded" },
+            body: "kind=agent&id=123",
+          },
+          415,
+          "INVALID_DATA",
+        ],
+        [
+          "a foreign Origin",
+          {
+            headers: { "Content-Type": "application/json", Origin: "https://evil.example" },
+            body: JSON.stringify({ kind: "agent", id: 123 }),
+          },
+          403,
+          "ACCESS_DENIED",
+        ],
+        [
+          "the old { userId } body",
+          {
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ userId: 123 }),
+          },
+          400,
+          "INVALID_DATA",
+        ],
+        [
+          "an unknown kind",
+          {
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ kind: "admin", id: 1 }),
+          },
+          400,
+          "INVALID_DATA",
+        ],
+        [
+          "nobody with that id",
+          {
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify({ kind: "client", id: 123 }),
+          },
+          404,
+          "USER_NOT_FOUND",
+        ],
+      ];
+      for (const [label, init, status, code] of cases) {
+        const { res, body } = await get(`${running.url}/dev/login`, { method: "POST", ...init });
+        assert.equal(res.status, status, label);
+        assert.equal(JSON.parse(body).code, code, label);
+        assert.equal(res.headers.get("set-cookie"), null, `${label}: no cookie`);
+      }
+      // the page's own origin is allowed
+      const own = await get(`${running.url}/dev/login`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Origin: running.url },
+        body: JSON.stringify({ kind: "client", id: 789 }),
+      });
+      assert.equal(own.res.status, 200);
     });
   } finally {
     await running.close();
@@ -125,7 +264,8 @@ Deno.test("demo routes: production hides the console unless SERVE_DEMO=true", as
       assert.equal(embeddedData(body).devLogin, false);
       const login = await get(`${running.url}/dev/login`, {
         method: "POST",
-        body: JSON.stringify({ userId: 123 }),
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ kind: "agent", id: 123 }),
       });
       assert.equal(login.res.status, 404);
     } finally {
@@ -139,11 +279,8 @@ Deno.test("demo page: embedded data cannot close its script block", () => {
   data.users[0].firstName = "</script><script>alert(1)</script><!--";
   const html = demoHtml(data);
   assert.equal(html.match(/<\/script>/g)?.length, 3, "only the page's own three script blocks");
-  assert.equal(embeddedData(html).users.length, 5);
-  assert.equal(
-    (embeddedData(html) as unknown as { users: { firstName: string }[] }).users[0].firstName,
-    "</script><script>alert(1)</script><!--",
-  );
+  assert.equal(embeddedData(html).users.length, 6);
+  assert.equal(embeddedData(html).users[0].firstName, "</script><script>alert(1)</script><!--");
 });
 
 Deno.test("demo CSP: a Host header that is not a plain host is left out", () => {
