@@ -50,10 +50,18 @@ export interface PresenceMirror {
   del(key: string): Promise<void>;
 }
 
+/** An agent's status when their last connection ended. */
+interface LastStatus {
+  status: AvailabilityStatus;
+  at: number;
+}
+
 /** Options of {@linkcode Availability}. */
 export interface AvailabilityOptions {
   /** The backend's Redis keys (`REDIS_URL`), or null. */
   mirror?: PresenceMirror | null;
+  /** How long a disconnected agent's status is restored on reconnect, ms (default 0: never). */
+  rememberMs?: number;
   /** Clock, ms (tests). */
   now?: () => number;
 }
@@ -71,11 +79,13 @@ export class Availability {
   readonly #kv: Deno.Kv;
   readonly #mirror: PresenceMirror | null;
   readonly #now: () => number;
+  readonly #rememberMs: number;
 
   constructor(kv: Deno.Kv, options: AvailabilityOptions = {}) {
     this.#kv = kv;
     this.#mirror = options.mirror ?? null;
     this.#now = options.now ?? Date.now;
+    this.#rememberMs = options.rememberMs ?? 0;
   }
 
   /** An agent's entry, or null (not connected). */
@@ -105,20 +115,28 @@ export class Availability {
   }
 
   /**
-   * Marks an agent connected: keeps the status of another tab's session, or
-   * starts `accepting_chats` (as the original backend does on connect).
-   * `changed` is true when a new entry was made.
+   * Marks an agent connected: keeps the status of another tab's session;
+   * else the status the agent had when their last connection ended, if that
+   * was within `rememberMs` (a dropped connection or a reload does not undo
+   * "not accepting chats"); else `accepting_chats`, as the original backend
+   * sets on connect. `changed` is true when a new entry was made.
    */
   async connected(
     agent: Agent,
     socketId: string,
   ): Promise<{ record: AvailabilityRecord; changed: boolean }> {
-    const existing = await this.get(agent.id);
-    if (existing !== null) {
-      const record = await this.touch(agent, existing);
+    const [existing, last] = await this.#kv.getMany<[AvailabilityRecord, LastStatus]>([
+      ["availability", agent.id],
+      ["availability_last", agent.id],
+    ]);
+    if (existing.value !== null) {
+      const record = await this.touch(agent, existing.value);
       return { record, changed: false };
     }
-    return { record: await this.set(agent, "accepting_chats", socketId), changed: true };
+    const remembered = last.value !== null && this.#now() - last.value.at < this.#rememberMs
+      ? last.value.status
+      : "accepting_chats";
+    return { record: await this.set(agent, remembered, socketId), changed: true };
   }
 
   /** Refreshes `lastSeen` (a heartbeat) and the mirror's expiry; null when not connected. */
@@ -139,9 +157,21 @@ export class Availability {
     return record;
   }
 
-  /** The agent's last connection ended: the entry and the mirror key go. */
+  /** The agent's last connection ended: the entry and the mirror key go; the status is remembered. */
   async disconnected(agentId: number): Promise<void> {
-    await this.#kv.delete(["availability", agentId]);
+    const existing = await this.get(agentId);
+    const op = this.#kv.atomic().delete(["availability", agentId]);
+    if (existing !== null && this.#rememberMs > 0) {
+      op.set(
+        ["availability_last", agentId],
+        {
+          status: existing.userPresence,
+          at: this.#now(),
+        } satisfies LastStatus,
+        { expireIn: this.#rememberMs },
+      );
+    }
+    await op.commit();
     await this.#mirror?.del(mirrorKey(agentId));
   }
 

@@ -158,6 +158,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   const members = new Membership(kv);
   const availability = new Availability(kv, {
     mirror: scale ? loggingMirror(scale.keys) : null,
+    // a dropped connection that comes back within the recovery window keeps the agent's status
+    rememberMs: config.recoveryWindowMs,
   });
   const pending = new Set<Promise<unknown>>();
   function track<T>(work: Promise<T>): Promise<T> {

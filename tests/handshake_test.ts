@@ -10,7 +10,11 @@
 import assert from "node:assert/strict";
 import { decodeJwt } from "jose";
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
+import { mintCustomerToken } from "../src/auth/mod.ts";
+import { tokenFor } from "./support/clients.ts";
+import { authIdOf, numberOf } from "./support/people.ts";
 import { type RunningApp, startApp } from "./support/server.ts";
+import { supabaseSessionCookies } from "./support/supabase_cookies.ts";
 import {
   generateSigningKey,
   jwksOf,
@@ -28,6 +32,12 @@ type Transport = "polling" | "websocket";
 
 const SECRET = "handshake-test-secret-0123456789-0123456789";
 const OTHER_SECRET = "some-other-secret-0123456789-0123456789-xx";
+const CUSTOMER_SECRET = "handshake-test-customer-secret-0123456789";
+/** `supabase_user_id`s of the fixture's agents. */
+const AGENT_123 = authIdOf(123);
+const AGENT_124 = authIdOf(124);
+const ADMIN_1 = authIdOf(1);
+const NOBODY = "9a9a9a9a-0000-4000-8000-000000000999";
 const ISS = "http://127.0.0.1:54321/auth/v1";
 const ALLOWED_ORIGIN = "http://localhost:5173";
 const FOREIGN_ORIGIN = "https://evil.example";
@@ -136,39 +146,41 @@ function roomsOf(running: RunningApp, socket: Socket): string[] {
   return [...serverSocket.rooms].filter((room) => room !== socket.id).sort();
 }
 
-function serverUserId(running: RunningApp, socket: Socket): number | undefined {
-  return running.app.io.of("/").sockets.get(socket.id ?? "")?.data.user?.id;
+/** Who the server thinks a client socket is: `agent:123`, `client:789`. */
+function serverPerson(running: RunningApp, socket: Socket): string | undefined {
+  const person = running.app.io.of("/").sockets.get(socket.id ?? "")?.data.person;
+  return person === undefined ? undefined : `${person.kind}:${person.id}`;
 }
 
-function base64Url(text: string): string {
-  const bytes = new TextEncoder().encode(text);
-  let binary = "";
-  for (const byte of bytes) binary += String.fromCharCode(byte);
-  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+/** A customer's token as the backend's OTP login issues it. */
+function customerToken(
+  clientId: number,
+  options: { secret?: string; expiresInSec?: number } = {},
+): Promise<string> {
+  return mintCustomerToken(
+    { clientId, clientNumber: clientId === 999 ? "000" : numberOf(clientId) },
+    { secret: options.secret ?? CUSTOMER_SECRET, expiresInSec: options.expiresInSec },
+  );
 }
 
-/** The `@supabase/ssr` cookie value: `base64-` + base64url(session JSON). */
-function supabaseCookieValue(accessToken: string): string {
-  const session = {
-    access_token: accessToken,
-    token_type: "bearer",
-    expires_in: 3600,
-    expires_at: Math.floor(Date.now() / 1000) + 3600,
-    refresh_token: "refresh-token-not-a-jwt",
-    user: { id: "x", aud: "authenticated" },
-  };
-  return "base64-" + base64Url(JSON.stringify(session));
+/** The `Cookie` header `@supabase/ssr` writes for a session with this access token. */
+async function supabaseCookie(accessToken: string, metadataBytes?: number): Promise<string> {
+  return (await supabaseSessionCookies({
+    supabaseUrl: "https://abcdefgh.supabase.co",
+    accessToken,
+    metadataBytes,
+  })).header;
 }
 
 function baseEnv(extra: Record<string, string> = {}): Record<string, string> {
-  return { SEED_FILE: FIXTURE, ...extra };
+  return { SEED_FILE: FIXTURE, JWT_ACCESS_SECRET: CUSTOMER_SECRET, ...extra };
 }
 
 interface HostileCase {
   name: string;
   /** Which server: secret + JWKS (default) or JWKS only. */
   server?: "both" | "jwksOnly";
-  code: "AUTH_REQUIRED" | "ACCESS_DENIED" | "USER_NOT_FOUND";
+  code: "AUTH_REQUIRED" | "ACCESS_DENIED" | "USER_NOT_FOUND" | "RATE_LIMIT_EXCEEDED";
   /** `reason` of the server's `auth_failure` line. */
   reason: string;
   /** The token used (checked for leaks) and the client options carrying it. */
@@ -202,7 +214,7 @@ const HOSTILE: HostileCase[] = [
     code: "AUTH_REQUIRED",
     reason: "alg_not_allowed",
     make: () => {
-      const token = unsecuredToken({ sub: "agent-123" }, { issuer: ISS });
+      const token = unsecuredToken({ sub: AGENT_123 }, { issuer: ISS });
       return Promise.resolve({ token, options: { auth: { token } } });
     },
   },
@@ -212,7 +224,7 @@ const HOSTILE: HostileCase[] = [
     code: "AUTH_REQUIRED",
     reason: "alg_not_allowed",
     make: async () => {
-      const token = await signHs256(await publicKeyPemBytes(es256), { sub: "agent-123" }, {
+      const token = await signHs256(await publicKeyPemBytes(es256), { sub: AGENT_123 }, {
         issuer: ISS,
         kid: es256.kid,
       });
@@ -224,7 +236,7 @@ const HOSTILE: HostileCase[] = [
     code: "AUTH_REQUIRED",
     reason: "bad_signature",
     make: async () => {
-      const token = await signHs256(await publicKeyPemBytes(es256), { sub: "agent-123" }, {
+      const token = await signHs256(await publicKeyPemBytes(es256), { sub: AGENT_123 }, {
         issuer: ISS,
         kid: es256.kid,
       });
@@ -236,7 +248,7 @@ const HOSTILE: HostileCase[] = [
     code: "AUTH_REQUIRED",
     reason: "bad_signature",
     make: async () => {
-      const token = tamperSignature(await signToken(es256, { sub: "agent-123" }, { issuer: ISS }));
+      const token = tamperSignature(await signToken(es256, { sub: AGENT_123 }, { issuer: ISS }));
       return { token, options: { auth: { token } } };
     },
   },
@@ -245,7 +257,7 @@ const HOSTILE: HostileCase[] = [
     code: "AUTH_REQUIRED",
     reason: "bad_signature",
     make: async () => {
-      const token = await signHs256(OTHER_SECRET, { sub: "agent-123" }, { issuer: ISS });
+      const token = await signHs256(OTHER_SECRET, { sub: AGENT_123 }, { issuer: ISS });
       return { token, options: { auth: { token } } };
     },
   },
@@ -254,7 +266,7 @@ const HOSTILE: HostileCase[] = [
     code: "AUTH_REQUIRED",
     reason: "no_key",
     make: async () => {
-      const token = await signToken(stranger, { sub: "agent-123" }, { issuer: ISS });
+      const token = await signToken(stranger, { sub: AGENT_123 }, { issuer: ISS });
       return { token, options: { auth: { token } } };
     },
   },
@@ -263,7 +275,7 @@ const HOSTILE: HostileCase[] = [
     code: "AUTH_REQUIRED",
     reason: "expired",
     make: async () => {
-      const token = await signToken(es256, { sub: "agent-123" }, {
+      const token = await signToken(es256, { sub: AGENT_123 }, {
         issuer: ISS,
         expiresInSec: -120,
       });
@@ -275,7 +287,7 @@ const HOSTILE: HostileCase[] = [
     code: "AUTH_REQUIRED",
     reason: "not_yet_valid",
     make: async () => {
-      const token = await signToken(es256, { sub: "agent-123" }, {
+      const token = await signToken(es256, { sub: AGENT_123 }, {
         issuer: ISS,
         notBeforeInSec: 300,
       });
@@ -287,7 +299,7 @@ const HOSTILE: HostileCase[] = [
     code: "AUTH_REQUIRED",
     reason: "missing_exp",
     make: async () => {
-      const token = await signHs256(SECRET, { sub: "agent-123" }, {
+      const token = await signHs256(SECRET, { sub: AGENT_123 }, {
         issuer: ISS,
         expiresInSec: null,
       });
@@ -299,7 +311,7 @@ const HOSTILE: HostileCase[] = [
     code: "AUTH_REQUIRED",
     reason: "wrong_issuer",
     make: async () => {
-      const token = await signToken(es256, { sub: "agent-123" }, {
+      const token = await signToken(es256, { sub: AGENT_123 }, {
         issuer: "https://evil.example/auth/v1",
       });
       return { token, options: { auth: { token } } };
@@ -310,7 +322,7 @@ const HOSTILE: HostileCase[] = [
     code: "AUTH_REQUIRED",
     reason: "wrong_audience",
     make: async () => {
-      const token = await signToken(es256, { sub: "agent-123" }, { issuer: ISS, audience: "anon" });
+      const token = await signToken(es256, { sub: AGENT_123 }, { issuer: ISS, audience: "anon" });
       return { token, options: { auth: { token } } };
     },
   },
@@ -319,7 +331,7 @@ const HOSTILE: HostileCase[] = [
     code: "USER_NOT_FOUND",
     reason: "user_not_found",
     make: async () => {
-      const token = await signToken(es256, { sub: "nobody-999" }, { issuer: ISS });
+      const token = await signToken(es256, { sub: NOBODY }, { issuer: ISS });
       return { token, options: { auth: { token } } };
     },
   },
@@ -328,7 +340,7 @@ const HOSTILE: HostileCase[] = [
     code: "AUTH_REQUIRED",
     reason: "bad_signature",
     make: async () => {
-      const token = await signHs256(OTHER_SECRET, { sub: "agent-123" }, { issuer: ISS });
+      const token = await signHs256(OTHER_SECRET, { sub: AGENT_123 }, { issuer: ISS });
       return { token, options: { extraHeaders: { authorization: `Bearer ${token}` } } };
     },
   },
@@ -337,7 +349,7 @@ const HOSTILE: HostileCase[] = [
     code: "ACCESS_DENIED",
     reason: "origin_not_allowed",
     make: async () => {
-      const token = await signHs256(SECRET, { sub: "agent-123" }, { issuer: ISS });
+      const token = await signHs256(SECRET, { sub: AGENT_123 }, { issuer: ISS });
       return {
         token,
         options: { extraHeaders: { cookie: `access_token=${token}`, origin: FOREIGN_ORIGIN } },
@@ -349,7 +361,7 @@ const HOSTILE: HostileCase[] = [
     code: "ACCESS_DENIED",
     reason: "origin_not_allowed",
     make: async () => {
-      const token = await signHs256(SECRET, { sub: "agent-123" }, { issuer: ISS });
+      const token = await signHs256(SECRET, { sub: AGENT_123 }, { issuer: ISS });
       return { token, options: { extraHeaders: { cookie: `access_token=${token}` } } };
     },
   },
@@ -358,16 +370,82 @@ const HOSTILE: HostileCase[] = [
     code: "ACCESS_DENIED",
     reason: "origin_not_allowed",
     make: async () => {
-      const token = await signToken(es256, { sub: "client-789" }, { issuer: ISS });
+      const token = await signToken(es256, { sub: AGENT_124 }, { issuer: ISS });
       return {
         token,
-        options: {
-          extraHeaders: {
-            cookie: `sb-abcdefgh-auth-token=${supabaseCookieValue(token)}`,
-            origin: FOREIGN_ORIGIN,
-          },
-        },
+        options: { extraHeaders: { cookie: await supabaseCookie(token), origin: FOREIGN_ORIGIN } },
       };
+    },
+  },
+  {
+    name: "customer token signed with another secret",
+    code: "AUTH_REQUIRED",
+    reason: "bad_signature",
+    make: async () => {
+      const token = await customerToken(789, { secret: OTHER_SECRET });
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "customer token signed with the Supabase secret (the other kind's secret)",
+    code: "USER_NOT_FOUND",
+    reason: "user_not_found",
+    make: async () => {
+      // a valid Supabase signature, but a Supabase token names an agent by `sub`: none here
+      const token = await signHs256(SECRET, { sub: NOBODY, client_id: 789, type: "client" }, {
+        issuer: ISS,
+      });
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "alg: none with a client_id",
+    code: "AUTH_REQUIRED",
+    reason: "alg_not_allowed",
+    make: () => {
+      const token = unsecuredToken({ sub: "x", client_id: 789, type: "client" });
+      return Promise.resolve({ token, options: { auth: { token } } });
+    },
+  },
+  {
+    name: "customer token without client_id",
+    code: "AUTH_REQUIRED",
+    reason: "missing_client_id",
+    make: async () => {
+      const token = await signHs256(CUSTOMER_SECRET, { client_number: "917", type: "client" }, {
+        audience: null,
+      });
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "customer token, expired (mobile app: auth.token and Bearer)",
+    code: "AUTH_REQUIRED",
+    reason: "expired",
+    make: async () => {
+      const token = await customerToken(789, { expiresInSec: -120 });
+      return {
+        token,
+        options: { auth: { token }, extraHeaders: { authorization: `Bearer ${token}` } },
+      };
+    },
+  },
+  {
+    name: "customer token of an unknown client",
+    code: "USER_NOT_FOUND",
+    reason: "user_not_found",
+    make: async () => {
+      const token = await customerToken(999);
+      return { token, options: { auth: { token } } };
+    },
+  },
+  {
+    name: "customer token of an inactive client",
+    code: "ACCESS_DENIED",
+    reason: "account_inactive",
+    make: async () => {
+      const token = await customerToken(790);
+      return { token, options: { auth: { token } } };
     },
   },
 ];
@@ -386,6 +464,17 @@ Deno.test("hostile handshakes are refused with the right code and leak nothing",
     JWT_ISSUER: ISS,
     AUTH_FAIL_LIMIT: "1000",
   }));
+  const inactive = {
+    client: [{
+      client_id: 790,
+      client_country_code: "+63",
+      client_number: numberOf(790),
+      prof_id: 5,
+      client_is_active: false,
+    }],
+  };
+  await both.app.services.store.loadFixture(inactive);
+  await jwksOnly.app.services.store.loadFixture(inactive);
   try {
     for (const row of HOSTILE) {
       for (const transport of TRANSPORTS) {
@@ -431,27 +520,54 @@ Deno.test("every token source connects, over both transports", async (t) => {
   const log = captureLog();
   const running = await startApp(baseEnv({ SUPABASE_JWT_SECRET: SECRET, JWT_ISSUER: ISS }));
   try {
-    const agentToken = await signHs256(SECRET, { sub: "agent-123" }, { issuer: ISS });
-    const clientToken = await signHs256(SECRET, { sub: "client-789" }, { issuer: ISS });
-    const base64Cookie = supabaseCookieValue(clientToken);
-    const cut = Math.floor(base64Cookie.length / 2);
+    const agentToken = await signHs256(SECRET, { sub: AGENT_123 }, { issuer: ISS });
+    const adminToken = await signHs256(SECRET, { sub: ADMIN_1 }, { issuer: ISS });
+    const clientToken = await customerToken(789);
+    const clientOne = await customerToken(1);
+    const ssrCookie = await supabaseCookie(adminToken);
+    const chunked = await supabaseCookie(agentToken, 6000);
+    assert.match(chunked, /sb-abcdefgh-auth-token\.1=/, "@supabase/ssr chunked the session");
 
     const sources: Array<{
       name: string;
       options: ClientOptions;
-      userId: number;
+      person: string;
       source: "auth" | "bearer" | "cookie";
     }> = [
       {
         name: "handshake auth.token",
         options: { auth: { token: agentToken } },
-        userId: 123,
+        person: "agent:123",
         source: "auth",
       },
       {
         name: "Authorization: Bearer",
         options: { extraHeaders: { authorization: `Bearer ${agentToken}` } },
-        userId: 123,
+        person: "agent:123",
+        source: "bearer",
+      },
+      {
+        name: "the web app: Bearer, and auth { userId, timestamp } without a token",
+        options: {
+          auth: { userId: 123, timestamp: Date.now() },
+          extraHeaders: { authorization: `Bearer ${agentToken}`, origin: ALLOWED_ORIGIN },
+        },
+        person: "agent:123",
+        source: "bearer",
+      },
+      {
+        name: "the mobile app: a customer token as auth.token and Bearer",
+        options: {
+          auth: { token: clientToken },
+          extraHeaders: { authorization: `Bearer ${clientToken}` },
+        },
+        person: "client:789",
+        source: "auth",
+      },
+      {
+        name: "customer 1 (the admin is agent 1): another person",
+        options: { extraHeaders: { authorization: `Bearer ${clientOne}` } },
+        person: "client:1",
         source: "bearer",
       },
       {
@@ -459,7 +575,7 @@ Deno.test("every token source connects, over both transports", async (t) => {
         options: {
           extraHeaders: { authorization: `Bearer ${agentToken}`, origin: FOREIGN_ORIGIN },
         },
-        userId: 123,
+        person: "agent:123",
         source: "bearer",
       },
       {
@@ -470,45 +586,46 @@ Deno.test("every token source connects, over both transports", async (t) => {
             origin: ALLOWED_ORIGIN,
           },
         },
-        userId: 123,
+        person: "agent:123",
         source: "cookie",
       },
       {
-        name: "@supabase/ssr cookie, base64- form",
-        options: {
-          extraHeaders: {
-            cookie: `sb-abcdefgh-auth-token=${base64Cookie}`,
-            origin: ALLOWED_ORIGIN,
-          },
-        },
-        userId: 789,
+        name: "the cookie @supabase/ssr writes",
+        options: { extraHeaders: { cookie: ssrCookie, origin: ALLOWED_ORIGIN } },
+        person: "agent:1",
         source: "cookie",
       },
       {
-        name: "@supabase/ssr cookie, chunked .0/.1 form",
+        name: "the chunked cookies @supabase/ssr writes",
+        options: { extraHeaders: { cookie: chunked, origin: ALLOWED_ORIGIN } },
+        person: "agent:123",
+        source: "cookie",
+      },
+      {
+        name: "a stale cookie does not hide a valid Bearer token",
         options: {
           extraHeaders: {
-            cookie: `sb-abcdefgh-auth-token.0=${base64Cookie.slice(0, cut)}; ` +
-              `sb-abcdefgh-auth-token.1=${base64Cookie.slice(cut)}`,
+            cookie: `access_token=${tamperSignature(adminToken)}`,
+            authorization: `Bearer ${agentToken}`,
             origin: ALLOWED_ORIGIN,
           },
         },
-        userId: 789,
-        source: "cookie",
+        person: "agent:123",
+        source: "bearer",
       },
     ];
 
-    for (const { name, options, userId, source } of sources) {
+    for (const { name, options, person, source } of sources) {
       for (const transport of TRANSPORTS) {
         await t.step(`${name} [${transport}]`, async () => {
           const before = log.security("auth_success").length;
           const socket = await connect(running.url, { transports: [transport], ...options });
           try {
-            assert.equal(serverUserId(running, socket), userId);
+            assert.equal(serverPerson(running, socket), person);
             const successes = log.security("auth_success").slice(before);
             assert.equal(successes.length, 1);
             assert.equal(successes[0].source, source);
-            assert.equal(successes[0].userId, userId);
+            assert.equal(`${successes[0].kind}:${successes[0].userId}`, person);
           } finally {
             socket.close();
           }
@@ -523,7 +640,7 @@ Deno.test("every token source connects, over both transports", async (t) => {
         extraHeaders: { authorization: `Bearer ${agentToken}` },
       });
       try {
-        assert.equal(serverUserId(running, socket), 789);
+        assert.equal(serverPerson(running, socket), "client:789");
       } finally {
         socket.close();
       }
@@ -531,10 +648,10 @@ Deno.test("every token source connects, over both transports", async (t) => {
 
     await t.step("the success lines hold no token", () => {
       for (const line of log.raw) {
-        for (const token of [agentToken, clientToken]) {
+        for (const token of [agentToken, adminToken, clientToken, clientOne]) {
           assert.ok(!line.includes(token.split(".")[2]), "token signature in the log");
         }
-        assert.ok(!line.includes(base64Cookie.slice(10, 60)), "cookie value in the log");
+        assert.ok(!line.includes(ssrCookie.slice(30, 80)), "cookie value in the log");
       }
     });
   } finally {
@@ -550,27 +667,27 @@ Deno.test("each key type: HS256 secret, ES256 and RS256 from a loopback JWKS", a
   const jwksOnly = await startApp(baseEnv({ SUPABASE_JWKS_URL: jwks.url, JWT_ISSUER: ISS }));
   try {
     await t.step("HS256 with SUPABASE_JWT_SECRET", async () => {
-      const token = await signHs256(SECRET, { sub: "agent-124" }, { issuer: ISS });
+      const token = await signHs256(SECRET, { sub: AGENT_124 }, { issuer: ISS });
       const socket = await connect(secretOnly.url, { auth: { token } });
       try {
-        assert.equal(serverUserId(secretOnly, socket), 124);
+        assert.equal(serverPerson(secretOnly, socket), "agent:124");
       } finally {
         socket.close();
       }
     });
 
     await t.step("ES256 is refused by a server without a JWKS", async () => {
-      const token = await signToken(es256, { sub: "agent-124" }, { issuer: ISS });
+      const token = await signToken(es256, { sub: AGENT_124 }, { issuer: ISS });
       const error = await refused(secretOnly.url, { auth: { token } });
       assertCleanRefusal(error, "AUTH_REQUIRED", secretsOf(token));
     });
 
     for (const key of [es256, rs256]) {
       await t.step(`${key.alg} with SUPABASE_JWKS_URL and JWT_ISSUER`, async () => {
-        const token = await signToken(key, { sub: "client-790" }, { issuer: ISS });
+        const token = await signToken(key, { sub: ADMIN_1 }, { issuer: ISS });
         const socket = await connect(jwksOnly.url, { auth: { token } });
         try {
-          assert.equal(serverUserId(jwksOnly, socket), 790);
+          assert.equal(serverPerson(jwksOnly, socket), "agent:1");
         } finally {
           socket.close();
         }
@@ -582,7 +699,7 @@ Deno.test("each key type: HS256 secret, ES256 and RS256 from a loopback JWKS", a
     });
 
     await t.step("HS256 is refused by a server with only a JWKS", async () => {
-      const token = await signHs256(SECRET, { sub: "client-790" }, { issuer: ISS });
+      const token = await signHs256(SECRET, { sub: ADMIN_1 }, { issuer: ISS });
       const error = await refused(jwksOnly.url, { auth: { token } });
       assertCleanRefusal(error, "AUTH_REQUIRED", secretsOf(token));
     });
@@ -596,18 +713,32 @@ Deno.test("each key type: HS256 secret, ES256 and RS256 from a loopback JWKS", a
 
 Deno.test("each role lands in its rooms", async (t) => {
   const log = captureLog();
-  const running = await startApp(baseEnv());
+  const running = await startApp({ SEED_FILE: FIXTURE });
   try {
-    const mint = running.app.mintDevToken;
-    assert.ok(mint, "development server mints dev tokens");
     const cases: Array<[string, string, string[]]> = [
-      ["client", "client-789", ["clients", "user_789"]],
-      ["agent", "agent-123", ["dept_1", "staff", "user_123"]],
-      ["admin", "admin-1", ["admins", "dept_1", "dept_2", "staff", "user_1"]],
+      ["customer 789", "client:789", ["client_789", "clients"]],
+      ["customer 1", "client:1", ["client_1", "clients"]],
+      ["agent 123", "agent:123", ["agent_123", "department_1", "dept_1", "staff", "user_123"]],
+      [
+        "admin 1",
+        "agent:1",
+        [
+          "admins",
+          "agent_1",
+          "department_1",
+          "department_2",
+          "dept_1",
+          "dept_2",
+          "staff",
+          "user_1",
+        ],
+      ],
     ];
-    for (const [role, authId, rooms] of cases) {
+    for (const [role, who, rooms] of cases) {
       await t.step(role, async () => {
-        const socket = await connect(running.url, { auth: { token: await mint(authId) } });
+        const socket = await connect(running.url, {
+          auth: { token: await tokenFor(running, who) },
+        });
         try {
           assert.deepEqual(roomsOf(running, socket), rooms);
         } finally {
@@ -650,7 +781,7 @@ Deno.test("token expiry: tokenExpiring, refreshToken, AUTH_REQUIRED and disconne
   }));
   try {
     await t.step("refresh with a fresh token of the same user keeps the socket", async () => {
-      const shortToken = await signHs256(SECRET, { sub: "agent-123" }, {
+      const shortToken = await signHs256(SECRET, { sub: AGENT_123 }, {
         issuer: ISS,
         expiresInSec: 3,
       });
@@ -664,7 +795,7 @@ Deno.test("token expiry: tokenExpiring, refreshToken, AUTH_REQUIRED and disconne
         const warning = await nextEvent<{ expiresAt: string }>(socket, "tokenExpiring");
         assert.equal(Date.parse(warning.expiresAt), oldExpMs);
 
-        const fresh = await signHs256(SECRET, { sub: "agent-123" }, { issuer: ISS });
+        const fresh = await signHs256(SECRET, { sub: AGENT_123 }, { issuer: ISS });
         const ack = await within(
           socket.emitWithAck("refreshToken", { token: fresh }),
           "refreshToken ack",
@@ -686,7 +817,7 @@ Deno.test("token expiry: tokenExpiring, refreshToken, AUTH_REQUIRED and disconne
     await t.step(
       "refresh with another user's token is ACCESS_DENIED and does not extend",
       async () => {
-        const shortToken = await signHs256(SECRET, { sub: "agent-123" }, {
+        const shortToken = await signHs256(SECRET, { sub: AGENT_123 }, {
           issuer: ISS,
           expiresInSec: 3,
         });
@@ -697,7 +828,7 @@ Deno.test("token expiry: tokenExpiring, refreshToken, AUTH_REQUIRED and disconne
         const { events, disconnected } = recordEvents(socket);
         try {
           await nextEvent(socket, "tokenExpiring");
-          const other = await signHs256(SECRET, { sub: "agent-124" }, { issuer: ISS });
+          const other = await signHs256(SECRET, { sub: AGENT_124 }, { issuer: ISS });
           const ack = await within(
             socket.emitWithAck("refreshToken", { token: other }),
             "refreshToken ack",
@@ -705,16 +836,17 @@ Deno.test("token expiry: tokenExpiring, refreshToken, AUTH_REQUIRED and disconne
           assert.equal(ack.ok, false);
           assert.equal(ack.code, "ACCESS_DENIED");
           assert.ok(!JSON.stringify(ack).includes(other.split(".")[2]), "token echoed back");
-          assert.equal(serverUserId(running, socket), 123, "identity unchanged");
+          assert.equal(serverPerson(running, socket), "agent:123", "identity unchanged");
 
-          assert.equal(await within(disconnected, "expiry disconnect"), "io server disconnect");
+          // the transport is closed: a client with reconnection on would reconnect with a new token
+          assert.equal(await within(disconnected, "expiry disconnect"), "transport close");
           assert.deepEqual(events, [
             "error:ACCESS_DENIED",
             "error:AUTH_REQUIRED",
-            "disconnect:io server disconnect",
+            "disconnect:transport close",
           ]);
           const failures = log.security("token_refresh_failure");
-          assert.equal(failures.at(-1)?.reason, "sub_mismatch");
+          assert.equal(failures.at(-1)?.reason, "person_mismatch");
         } finally {
           socket.close();
         }
@@ -723,7 +855,7 @@ Deno.test("token expiry: tokenExpiring, refreshToken, AUTH_REQUIRED and disconne
 
     await t.step("a token valid for 30 days is not cut off (timer overflow)", async () => {
       // setTimeout fires at once for delays beyond 2^31-1 ms (~24.8 days)
-      const longToken = await signHs256(SECRET, { sub: "agent-123" }, {
+      const longToken = await signHs256(SECRET, { sub: AGENT_123 }, {
         issuer: ISS,
         expiresInSec: 30 * 86_400,
       });
@@ -751,11 +883,8 @@ Deno.test("token expiry: tokenExpiring, refreshToken, AUTH_REQUIRED and disconne
       }
     });
 
-    await t.step("without refresh: error AUTH_REQUIRED, then disconnect", async () => {
-      const shortToken = await signHs256(SECRET, { sub: "client-789" }, {
-        issuer: ISS,
-        expiresInSec: 3,
-      });
+    await t.step("without refresh: error AUTH_REQUIRED, then the transport closes", async () => {
+      const shortToken = await customerToken(789, { expiresInSec: 3 });
       const socket = await connect(running.url, {
         transports: ["polling"],
         auth: { token: shortToken },
@@ -764,8 +893,9 @@ Deno.test("token expiry: tokenExpiring, refreshToken, AUTH_REQUIRED and disconne
       try {
         const warning = await nextEvent<{ expiresAt: string }>(socket, "tokenExpiring");
         assert.equal(typeof warning.expiresAt, "string");
-        assert.equal(await within(disconnected, "expiry disconnect"), "io server disconnect");
-        assert.deepEqual(events, ["error:AUTH_REQUIRED", "disconnect:io server disconnect"]);
+        assert.equal(await within(disconnected, "expiry disconnect"), "transport close");
+        assert.deepEqual(events, ["error:AUTH_REQUIRED", "disconnect:transport close"]);
+        for (let i = 0; i < 100 && running.app.io.of("/").sockets.size > 0; i++) await delay(10);
         assert.equal(running.app.io.of("/").sockets.size, 0);
       } finally {
         socket.close();
@@ -777,7 +907,7 @@ Deno.test("token expiry: tokenExpiring, refreshToken, AUTH_REQUIRED and disconne
   }
 });
 
-Deno.test("repeated failed handshakes from one address are refused without verifying", async () => {
+Deno.test("repeated failed handshakes from one address are blocked, but never a valid token", async () => {
   const log = captureLog();
   const running = await startApp(baseEnv({
     SUPABASE_JWT_SECRET: SECRET,
@@ -785,7 +915,7 @@ Deno.test("repeated failed handshakes from one address are refused without verif
     AUTH_FAIL_LIMIT: "3",
   }));
   try {
-    const bad = await signHs256(OTHER_SECRET, { sub: "agent-123" }, { issuer: ISS });
+    const bad = await signHs256(OTHER_SECRET, { sub: AGENT_123 }, { issuer: ISS });
     for (let i = 0; i < 3; i++) {
       const error = await refused(running.url, { transports: ["websocket"], auth: { token: bad } });
       assertCleanRefusal(error, "AUTH_REQUIRED", secretsOf(bad));
@@ -796,57 +926,59 @@ Deno.test("repeated failed handshakes from one address are refused without verif
     );
     assert.equal(log.security("auth_blocked").length, 1);
 
-    // now even a valid token is refused, before verification
-    const good = await signHs256(SECRET, { sub: "agent-123" }, { issuer: ISS });
-    const error = await refused(running.url, { transports: ["websocket"], auth: { token: good } });
-    assertCleanRefusal(error, "AUTH_REQUIRED", secretsOf(good));
+    // a bad token is now refused as blocked; a valid one still connects
+    const error = await refused(running.url, { transports: ["websocket"], auth: { token: bad } });
+    assertCleanRefusal(error, "AUTH_REQUIRED", secretsOf(bad));
     assert.equal(log.security("auth_failure").at(-1)?.reason, "too_many_failures");
-    assert.equal(log.security("auth_success").length, 0);
     assert.equal(
       running.app.services.metrics.authFailures.get({ reason: "too_many_failures" }),
       1,
     );
+    const good = await signHs256(SECRET, { sub: AGENT_123 }, { issuer: ISS });
+    const socket = await connect(running.url, { transports: ["websocket"], auth: { token: good } });
+    socket.close();
+    assert.equal(log.security("auth_success").length, 1);
   } finally {
     await running.close();
     log.restore();
   }
 });
 
-Deno.test("POST /dev/login: development only, HttpOnly cookie and a token", async (t) => {
+Deno.test("POST /dev/login: development only, built-in secrets only, JSON only", async (t) => {
   const log = captureLog();
+  const login = (url: string, body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`${url}/dev/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
   try {
-    await t.step("development: cookie and token for a seeded user", async () => {
-      const running = await startApp(baseEnv());
+    await t.step("development: cookie and token for a seeded agent and customer", async () => {
+      const running = await startApp({ SEED_FILE: FIXTURE });
       try {
-        const response = await fetch(`${running.url}/dev/login`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ authId: "agent-123" }),
-        });
-        assert.equal(response.status, 200);
-        const body = await response.json() as { token: string; user: { id: number } };
-        assert.equal(body.user.id, 123);
-        assert.equal(typeof body.token, "string");
-        const cookie = response.headers.get("set-cookie") ?? "";
-        const attributes = cookie.split(";").map((part) => part.trim().toLowerCase());
-        assert.ok(attributes.includes("httponly"), `HttpOnly missing: ${cookie}`);
-        assert.equal(cookie.split(";")[0], `access_token=${body.token}`);
-
-        // the cookie authenticates a socket from an allowed origin
-        const socket = await connect(running.url, {
-          extraHeaders: { cookie: cookie.split(";")[0], origin: ALLOWED_ORIGIN },
-        });
-        try {
-          assert.equal(serverUserId(running, socket), 123);
-        } finally {
-          socket.close();
+        for (const [kind, id] of [["agent", 123], ["client", 789], ["client", 1]] as const) {
+          const response = await login(running.url, { kind, id });
+          assert.equal(response.status, 200);
+          const body = await response.json() as {
+            token: string;
+            person: { kind: string; id: number };
+          };
+          assert.deepEqual([body.person.kind, body.person.id], [kind, id]);
+          const cookie = response.headers.get("set-cookie") ?? "";
+          const attributes = cookie.split(";").map((part) => part.trim().toLowerCase());
+          assert.ok(attributes.includes("httponly"), `HttpOnly missing: ${cookie}`);
+          assert.equal(cookie.split(";")[0], `access_token=${body.token}`);
+          // the cookie authenticates a socket from an allowed origin, as that person
+          const socket = await connect(running.url, {
+            extraHeaders: { cookie: cookie.split(";")[0], origin: ALLOWED_ORIGIN },
+          });
+          try {
+            assert.equal(serverPerson(running, socket), `${kind}:${id}`);
+          } finally {
+            socket.close();
+          }
         }
-
-        const unknown = await fetch(`${running.url}/dev/login`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ authId: "nobody" }),
-        });
+        const unknown = await login(running.url, { kind: "agent", id: 999 });
         assert.equal(unknown.status, 404);
         assert.equal((await unknown.json()).code, "USER_NOT_FOUND");
       } finally {
@@ -854,18 +986,61 @@ Deno.test("POST /dev/login: development only, HttpOnly cookie and a token", asyn
       }
     });
 
+    await t.step("cross-site posts are refused: text/plain, a foreign Origin", async () => {
+      const running = await startApp({ SEED_FILE: FIXTURE });
+      try {
+        const plain = await login(running.url, '{"kind":"agent","id":1}', {
+          "content-type": "text/plain",
+        });
+        assert.equal(plain.status, 415);
+        assert.equal(plain.headers.get("set-cookie"), null);
+        const foreign = await login(running.url, { kind: "agent", id: 1 }, {
+          origin: FOREIGN_ORIGIN,
+        });
+        assert.equal(foreign.status, 403);
+        assert.equal(foreign.headers.get("set-cookie"), null);
+        const ok = await login(running.url, { kind: "agent", id: 1 }, { origin: running.url });
+        assert.equal(ok.status, 200);
+        await ok.body?.cancel();
+      } finally {
+        await running.close();
+      }
+    });
+
+    await t.step(
+      "development with a real SUPABASE_JWT_SECRET: no agent token is minted",
+      async () => {
+        const running = await startApp({ SEED_FILE: FIXTURE, SUPABASE_JWT_SECRET: SECRET });
+        try {
+          assert.equal(running.app.devTokens.agent, null);
+          const response = await login(running.url, { kind: "agent", id: 1 });
+          assert.equal(response.status, 403);
+          assert.equal(response.headers.get("set-cookie"), null);
+          assert.ok(!(await response.text()).includes("eyJ"), "no token in the body");
+          // customers still use the built-in development secret here
+          const customer = await login(running.url, { kind: "client", id: 789 });
+          assert.equal(customer.status, 200);
+          await customer.body?.cancel();
+        } finally {
+          await running.close();
+        }
+      },
+    );
+
+    await t.step("development listens on loopback by default", async () => {
+      const { loadConfig } = await import("../src/config.ts");
+      assert.equal(loadConfig({ APP_ENV: "development" }).host, "127.0.0.1");
+    });
+
     await t.step("production: 404, and nothing minted", async () => {
       const running = await startApp(baseEnv({
         APP_ENV: "production",
         SUPABASE_JWT_SECRET: SECRET,
+        SOCKET_CORS_ORIGINS: ALLOWED_ORIGIN,
       }));
       try {
-        assert.equal(running.app.mintDevToken, null);
-        const response = await fetch(`${running.url}/dev/login`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ authId: "agent-123" }),
-        });
+        assert.deepEqual(running.app.devTokens, { agent: null, customer: null });
+        const response = await login(running.url, { kind: "agent", id: 123 });
         assert.equal(response.status, 404);
         assert.equal(response.headers.get("set-cookie"), null);
         const text = await response.text();
@@ -883,8 +1058,8 @@ Deno.test("security log: auth_success and auth_failure lines, never a token", as
   const log = captureLog();
   const running = await startApp(baseEnv({ SUPABASE_JWT_SECRET: SECRET, JWT_ISSUER: ISS }));
   try {
-    const good = await signHs256(SECRET, { sub: "agent-123" }, { issuer: ISS });
-    const expired = await signHs256(SECRET, { sub: "agent-123" }, {
+    const good = await signHs256(SECRET, { sub: AGENT_123 }, { issuer: ISS });
+    const expired = await signHs256(SECRET, { sub: AGENT_123 }, {
       issuer: ISS,
       expiresInSec: -120,
     });
@@ -930,25 +1105,25 @@ Deno.test("security log: auth_success and auth_failure lines, never a token", as
 
 Deno.test("connection state recovery only resumes the same user's session", async (t) => {
   const log = captureLog();
-  const running = await startApp(baseEnv());
-  const mint = running.app.mintDevToken!;
-  /** Connects as agent-123, receives one broadcast (an offset), then drops the transport. */
-  async function dropAgent(): Promise<{ socket: Socket; received: string[] }> {
+  const running = await startApp({ SEED_FILE: FIXTURE });
+  /** Connects as `who`, receives one broadcast (an offset), then drops the transport. */
+  async function dropAgent(who = "agent:123"): Promise<{ socket: Socket; received: string[] }> {
     const socket = io(running.url, {
       forceNew: true,
       reconnectionDelay: 50,
       reconnectionAttempts: 3,
       transports: ["websocket"],
-      auth: { token: await mint("agent-123") },
+      auth: { token: await tokenFor(running, who) },
     });
     const received: string[] = [];
-    socket.onAny((event: string) => received.push(event));
+    // agents' availability changes (presence:change) are broadcast to everyone: not this test's
+    socket.onAny((event: string) => event !== "presence:change" && received.push(event));
     await within(
       new Promise<void>((resolve) => socket.once("connect", () => resolve())),
       "connect",
     );
     const first = nextEvent(socket, "probe");
-    running.app.io.to("user_123").emit("probe", 1);
+    running.app.io.to(`agent_${who.split(":")[1]}`).emit("probe", 1);
     await first;
     const id = socket.id!;
     const gone = new Promise<void>((resolve) => socket.once("disconnect", () => resolve()));
@@ -965,7 +1140,7 @@ Deno.test("connection state recovery only resumes the same user's session", asyn
     await t.step("another user's token cannot take over the dropped session", async () => {
       const { socket, received } = await dropAgent();
       try {
-        socket.auth = { token: await mint("client-789") };
+        socket.auth = { token: await tokenFor(running, "client:789") };
         const error = await within(
           new Promise<RefusedError>((resolve) => socket.once("connect_error", resolve)),
           "connect_error",
@@ -984,16 +1159,36 @@ Deno.test("connection state recovery only resumes the same user's session", asyn
       }
     });
 
+    await t.step("customer 1 cannot take over admin agent 1's session (same number)", async () => {
+      const { socket, received } = await dropAgent("agent:1");
+      try {
+        socket.auth = { token: await tokenFor(running, "client:1") };
+        const error = await within(
+          new Promise<RefusedError>((resolve) => socket.once("connect_error", resolve)),
+          "connect_error",
+        );
+        assertCleanRefusal(error, "ACCESS_DENIED", []);
+        assert.deepEqual(received, ["probe"]);
+        const mismatch = log.security("session_identity_mismatch").at(-1);
+        assert.deepEqual(
+          [mismatch?.kind, mismatch?.userId, mismatch?.sessionKind, mismatch?.sessionUserId],
+          ["client", 1, "agent", 1],
+        );
+      } finally {
+        socket.close();
+      }
+    });
+
     await t.step("the same user with a fresh token recovers", async () => {
       const { socket, received } = await dropAgent();
       try {
-        socket.auth = { token: await mint("agent-123") };
+        socket.auth = { token: await tokenFor(running, "agent:123") };
         await within(
           new Promise<void>((resolve) => socket.once("connect", () => resolve())),
           "reconnect",
         );
         assert.equal(socket.recovered, true);
-        assert.equal(serverUserId(running, socket), 123);
+        assert.equal(serverPerson(running, socket), "agent:123");
         await delay(50);
         assert.deepEqual(received, ["probe", "staffOnly"]);
       } finally {
