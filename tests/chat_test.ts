@@ -1,8 +1,9 @@
 /**
- * End to end: the chat events (`joinChatGroup`, `leaveRoom`, `sendMessage`,
- * `getMessages`) through the real server with socket.io-client sockets for
- * agent 123 (dept 1), client 789, agent 124 (dept 2) and admin 1, loaded
- * from demo/fixture.json.
+ * End to end: the seed's chat events (`joinChatGroup`, `leaveRoom`,
+ * `sendMessage`, `getMessages`) through the real server with socket.io-client
+ * sockets for agent 123 (dept 1), customer 789, agent 124 (dept 2) and admin
+ * agent 1, loaded from demo/fixture.json. The apps' vocabulary has its own
+ * suite (apps_test.ts).
  */
 
 import assert from "node:assert/strict";
@@ -13,18 +14,26 @@ import { startApp } from "./support/server.ts";
 
 const FIXTURE = { SEED_FILE: "demo/fixture.json" };
 
-/** Extra groups: 459 in dept 1 with no agent, 460 in dept 2 assigned to agent 123. */
+/** Extra groups: 470 in dept 1 with no agent, 471 in dept 2 assigned to agent 123. */
 const EXTRA_GROUPS = {
-  chatGroups: [
-    { id: 459, clientId: 790, departmentId: 1, agentId: null, status: "active" as const },
-    { id: 460, clientId: 790, departmentId: 2, agentId: 123, status: "active" as const },
+  chat_group: [
+    { chat_group_id: 470, client_id: 790, dept_id: 1, sys_user_id: null, status: "transferred" },
+    { chat_group_id: 471, client_id: 790, dept_id: 2, sys_user_id: 123, status: "active" },
   ],
 };
 
-const PROFILES: Record<number, { prof_firstname: string; prof_lastname: string }> = {
-  1: { prof_firstname: "Ada", prof_lastname: "Admin" },
-  123: { prof_firstname: "John", prof_lastname: "Doe" },
-  789: { prof_firstname: "Carla", prof_lastname: "Client" },
+const SENDERS: Record<string, { first: string; last: string; image: string | null }> = {
+  "agent:1": { first: "Ada", last: "Admin", image: null },
+  "agent:123": {
+    first: "John",
+    last: "Doe",
+    image: "https://images.example.com/profiles/john-doe.png",
+  },
+  "client:789": {
+    first: "Carla",
+    last: "Client",
+    image: "https://images.example.com/profiles/carla.png",
+  },
 };
 
 function assertIsoTimestamp(value: unknown): asserts value is string {
@@ -32,28 +41,48 @@ function assertIsoTimestamp(value: unknown): asserts value is string {
   assert.equal(new Date(value as string).toISOString(), value, "an ISO 8601 timestamp");
 }
 
-/** The seed's `receiveMessage` for a message. */
-function expectedMessage(
-  chatId: number,
-  text: string,
-  createdAt: string,
-  sender: { userId: number; type: string },
-) {
+/** `receiveMessage` for a message of group 456: the seed's fields and the apps'. */
+function expectedMessage(chatId: number, text: string, createdAt: string, who: string) {
+  const [kind, id] = who.split(":");
+  const sender = SENDERS[who];
+  const name = `${sender.first} ${sender.last}`;
   return {
     chat_id: chatId,
     chat_message: text,
     chat_created_at: createdAt,
-    sender_type: sender.type,
+    sender_type: kind,
     chatGroupId: 456,
-    sender: { userId: sender.userId, profile: PROFILES[sender.userId] },
+    sender: {
+      userId: Number(id),
+      profile: { prof_firstname: sender.first, prof_lastname: sender.last },
+      image: sender.image,
+    },
+    chat_body: text,
+    chat_group_id: 456,
+    sys_user_id: kind === "agent" ? Number(id) : null,
+    client_id: kind === "client" ? Number(id) : null,
+    chat_delivered_at: null,
+    chat_read_at: null,
+    sender_id: Number(id),
+    sender_name: name,
+    sender_image: sender.image,
+    agent_name: kind === "agent" ? name : null,
+    agent_profile_picture: kind === "agent" ? sender.image : null,
   };
+}
+
+/** `userJoined` / `userLeft` without its timestamp (checked separately). */
+function notice(payload: unknown) {
+  const { timestamp, ...rest } = payload as { timestamp: unknown };
+  assertIsoTimestamp(timestamp);
+  return rest;
 }
 
 Deno.test("joinChatGroup: access rules for each role", async (t) => {
   await withCast(async ({ running, agent, client, otherAgent, admin }) => {
     await running.app.services.store.loadFixture(EXTRA_GROUPS);
 
-    await t.step("client: own group ok, another customer's group ACCESS_DENIED", async () => {
+    await t.step("customer: own conversation ok, another customer's ACCESS_DENIED", async () => {
       assert.deepEqual(
         await client.join({ groupId: 456, userType: "client", userId: 789 }),
         { chatGroupId: 456, roomInfo: { status: "active", memberCount: 1 } },
@@ -63,25 +92,24 @@ Deno.test("joinChatGroup: access rules for each role", async (t) => {
         userType: "client",
         userId: 789,
       });
-      await client.expectError("ACCESS_DENIED", "joinChatGroup", { groupId: 459 });
+      await client.expectError("ACCESS_DENIED", "joinChatGroup", { groupId: 470 });
       await client.expectError("ROOM_INACTIVE", "joinChatGroup", { groupId: 458 });
       await client.expectError("ROOM_NOT_FOUND", "joinChatGroup", { groupId: 99999 });
     });
 
-    await t.step("agent: assigned and department groups ok, other department denied", async () => {
-      // 456: assigned and in dept 1
+    await t.step("agent: assigned and department conversations, any open status", async () => {
       assert.deepEqual(
         await agent.join({ groupId: 456, userType: "agent", userId: 123 }),
         { chatGroupId: 456, roomInfo: { status: "active", memberCount: 2 } },
       );
-      // 459: dept 1, nobody assigned
-      assert.deepEqual(await agent.join(459), {
-        chatGroupId: 459,
-        roomInfo: { status: "active", memberCount: 1 },
+      // 470: dept 1, nobody assigned, status transferred (open)
+      assert.deepEqual(await agent.join(470), {
+        chatGroupId: 470,
+        roomInfo: { status: "transferred", memberCount: 1 },
       });
-      // 460: dept 2 but assigned to 123
-      assert.deepEqual(await agent.join(460), {
-        chatGroupId: 460,
+      // 471: dept 2 but assigned to 123
+      assert.deepEqual(await agent.join(471), {
+        chatGroupId: 471,
         roomInfo: { status: "active", memberCount: 1 },
       });
       await agent.expectError("ACCESS_DENIED", "joinChatGroup", {
@@ -89,24 +117,24 @@ Deno.test("joinChatGroup: access rules for each role", async (t) => {
         userType: "agent",
         userId: 123,
       });
-      // access passes for the closed dept-1 group, then it is refused as closed
+      // access passes for the resolved dept-1 group, then it is refused as closed
       await agent.expectError("ROOM_INACTIVE", "joinChatGroup", { groupId: 458 });
       await agent.expectError("ROOM_NOT_FOUND", "joinChatGroup", { groupId: 99999 });
     });
 
-    await t.step("second agent (dept 2): own group ok, dept 1 groups denied", async () => {
+    await t.step("second agent (dept 2): own conversation ok, dept 1 denied", async () => {
       assert.deepEqual(await otherAgent.join(457), {
         chatGroupId: 457,
         roomInfo: { status: "active", memberCount: 1 },
       });
       await otherAgent.expectError("ACCESS_DENIED", "joinChatGroup", { groupId: 456 });
-      await otherAgent.expectError("ACCESS_DENIED", "joinChatGroup", { groupId: 459 });
-      // a closed group of another department: no access, and no hint it is closed
+      await otherAgent.expectError("ACCESS_DENIED", "joinChatGroup", { groupId: 470 });
+      // a resolved conversation of another department: no access, and no hint it is closed
       await otherAgent.expectError("ACCESS_DENIED", "joinChatGroup", { groupId: 458 });
       await otherAgent.expectError("ROOM_NOT_FOUND", "joinChatGroup", { groupId: 99999 });
     });
 
-    await t.step("admin: any group", async () => {
+    await t.step("admin: any conversation", async () => {
       assert.deepEqual(
         await admin.join({ groupId: 456, userType: "admin", userId: 1 }),
         { chatGroupId: 456, roomInfo: { status: "active", memberCount: 3 } },
@@ -116,15 +144,11 @@ Deno.test("joinChatGroup: access rules for each role", async (t) => {
         await admin.join({ groupId: 457, userType: "agent", userId: 1 }),
         { chatGroupId: 457, roomInfo: { status: "active", memberCount: 2 } },
       );
-      assert.deepEqual(await admin.join(459), {
-        chatGroupId: 459,
-        roomInfo: { status: "active", memberCount: 2 },
-      });
       await admin.expectError("ROOM_INACTIVE", "joinChatGroup", { groupId: 458 });
       await admin.expectError("ROOM_NOT_FOUND", "joinChatGroup", { groupId: 99999 });
     });
 
-    await t.step("a join claiming another identity is ACCESS_DENIED", async () => {
+    await t.step("a join claiming another person is ACCESS_DENIED", async () => {
       await agent.expectError("ACCESS_DENIED", "joinChatGroup", {
         groupId: 456,
         userType: "agent",
@@ -135,15 +159,21 @@ Deno.test("joinChatGroup: access rules for each role", async (t) => {
         userType: "agent",
         userId: 789,
       });
+      // the admin is agent 1; customer 1 is someone else
+      await admin.expectError("ACCESS_DENIED", "joinChatGroup", {
+        groupId: 456,
+        userType: "client",
+        userId: 1,
+      });
     });
   });
 });
 
-Deno.test("joinChatGroup: memberCount counts distinct users, userJoined goes to the others", async () => {
+Deno.test("joinChatGroup: memberCount counts distinct people, userJoined goes to the others", async () => {
   await withCast(async ({ running, agent, client, otherAgent, admin }) => {
     let secondTab: TestClient | undefined;
     try {
-      secondTab = await connectAs(running, "client-789");
+      secondTab = await connectAs(running, "client:789");
       assert.deepEqual(await client.join(456), {
         chatGroupId: 456,
         roomInfo: { status: "active", memberCount: 1 },
@@ -154,13 +184,13 @@ Deno.test("joinChatGroup: memberCount counts distinct users, userJoined goes to 
         chatGroupId: 456,
         roomInfo: { status: "active", memberCount: 2 },
       });
-      assert.deepEqual(await client.next("userJoined", clientMark), {
+      assert.deepEqual(notice(await client.next("userJoined", clientMark)), {
         userType: "agent",
         userId: 123,
         chatGroupId: 456,
       });
 
-      // the same customer in a second tab: two sockets, still two users
+      // the same customer in a second tab: two sockets, still two people
       assert.deepEqual(await secondTab.join(456), {
         chatGroupId: 456,
         roomInfo: { status: "active", memberCount: 2 },
@@ -178,16 +208,17 @@ Deno.test("joinChatGroup: memberCount counts distinct users, userJoined goes to 
       });
 
       for (const c of [agent, client, secondTab, otherAgent, admin]) await c.sync();
-      // one notice per user: the customer's second tab announces nobody new
-      assert.deepEqual(agent.payloads("userJoined"), [
-        { userType: "admin", userId: 1, chatGroupId: 456 },
+      // one notice per person: the customer's second tab announces nobody new;
+      // an admin is an agent to the others
+      assert.deepEqual(agent.payloads("userJoined").map(notice), [
+        { userType: "agent", userId: 1, chatGroupId: 456 },
       ]);
-      assert.deepEqual(client.payloads("userJoined"), [
+      assert.deepEqual(client.payloads("userJoined").map(notice), [
         { userType: "agent", userId: 123, chatGroupId: 456 },
-        { userType: "admin", userId: 1, chatGroupId: 456 },
+        { userType: "agent", userId: 1, chatGroupId: 456 },
       ]);
-      assert.deepEqual(secondTab.payloads("userJoined"), [
-        { userType: "admin", userId: 1, chatGroupId: 456 },
+      assert.deepEqual(secondTab.payloads("userJoined").map(notice), [
+        { userType: "agent", userId: 1, chatGroupId: 456 },
       ]);
       assert.deepEqual(admin.payloads("userJoined"), []);
       assert.deepEqual(otherAgent.payloads("userJoined"), []);
@@ -201,7 +232,7 @@ Deno.test("joinChatGroup: memberCount counts distinct users, userJoined goes to 
       // the last tab leaves: now the customer has left
       const mark = agent.mark();
       await secondTab.expectOk("leaveRoom", { chatGroupId: 456 });
-      assert.deepEqual(await agent.next("userLeft", mark), {
+      assert.deepEqual(notice(await agent.next("userLeft", mark)), {
         userType: "client",
         userId: 789,
         chatGroupId: 456,
@@ -216,6 +247,44 @@ Deno.test("joinChatGroup: memberCount counts distinct users, userJoined goes to 
   });
 });
 
+Deno.test("joinChatGroup: customer 1 and the admin (agent 1) are two members", async () => {
+  const running = await startApp(FIXTURE);
+  const clients: (TestClient | undefined)[] = [];
+  try {
+    await running.app.services.store.loadFixture({
+      chat_group: [{ chat_group_id: 472, client_id: 1, dept_id: 1, status: "active" }],
+    });
+    const customerOne = await connectAs(running, "client:1");
+    clients.push(customerOne);
+    const adminOne = await connectAs(running, "agent:1");
+    clients.push(adminOne);
+    assert.deepEqual(await customerOne.join(472), {
+      chatGroupId: 472,
+      roomInfo: { status: "active", memberCount: 1 },
+    });
+    const mark = customerOne.mark();
+    assert.deepEqual(await adminOne.join(472), {
+      chatGroupId: 472,
+      roomInfo: { status: "active", memberCount: 2 },
+    });
+    assert.deepEqual(notice(await customerOne.next("userJoined", mark)), {
+      userType: "agent",
+      userId: 1,
+      chatGroupId: 472,
+    });
+    // the admin leaving does not take customer 1 out
+    await adminOne.expectOk("leaveRoom", { chatGroupId: 472 });
+    const sent = await customerOne.expectOk("sendMessage", {
+      message: "still here",
+      chatGroupId: 472,
+      clientId: 1,
+    });
+    assert.equal(sent.duplicate, false);
+  } finally {
+    await closeAll(running, clients);
+  }
+});
+
 Deno.test("leaveRoom: userLeft to the others; afterwards no messages, no sending", async () => {
   await withCast(async ({ agent, client, otherAgent }) => {
     await agent.join(456);
@@ -224,7 +293,7 @@ Deno.test("leaveRoom: userLeft to the others; afterwards no messages, no sending
     const agentMark = agent.mark();
     const left = await client.expectOk("leaveRoom", { chatGroupId: 456 });
     assert.equal(left.left, true);
-    assert.deepEqual(await agent.next("userLeft", agentMark), {
+    assert.deepEqual(notice(await agent.next("userLeft", agentMark)), {
       userType: "client",
       userId: 789,
       chatGroupId: 456,
@@ -253,12 +322,12 @@ Deno.test("leaveRoom: userLeft to the others; afterwards no messages, no sending
   });
 });
 
-Deno.test("sendMessage: exact payloads to the chat, department and customer rooms", async (t) => {
+Deno.test("sendMessage: exact payloads to the conversation, the agent, the department and the customer", async (t) => {
   await withCast(async ({ running, agent, client, otherAgent, admin }) => {
     let secondTab: TestClient | undefined;
     try {
-      // the customer's second tab is in user_789 but not in the chat room
-      secondTab = await connectAs(running, "client-789");
+      // the customer's second tab is in client_789 but not in the conversation
+      secondTab = await connectAs(running, "client:789");
       await agent.join(456);
       await client.join(456);
       const everyone = [agent, client, secondTab, otherAgent, admin];
@@ -270,6 +339,8 @@ Deno.test("sendMessage: exact payloads to the chat, department and customer room
           chatGroupId: 456,
           clientId: 789,
         });
+        // the follow-ups come after the ack: wait for the sender's messageDelivered
+        await sender.next("messageDelivered", marks[everyone.indexOf(sender)]);
         for (const c of everyone) await c.sync();
         const got = everyone.map((c, i) => {
           const since = c.received.slice(marks[i]);
@@ -277,6 +348,8 @@ Deno.test("sendMessage: exact payloads to the chat, department and customer room
             since.filter((r) => r.event === event).map((r) => r.args[0]);
           return {
             receiveMessage: of("receiveMessage"),
+            messageStatusUpdate: of("messageStatusUpdate"),
+            messageDelivered: of("messageDelivered"),
             updateChatGroups: of("updateChatGroups"),
             customerListUpdate: of("customerListUpdate"),
           };
@@ -295,63 +368,126 @@ Deno.test("sendMessage: exact payloads to the chat, department and customer room
         assertIsoTimestamp(createdAt);
         assert.deepEqual(ack, { ok: true, chat_id: chatId, duplicate: false });
 
-        const message = expectedMessage(chatId, "Hello, how can I help you?", createdAt, {
-          userId: 123,
-          type: "agent",
-        });
-        const update = { action: "new_message", chatGroupId: 456, timestamp: createdAt };
-        const sort = { action: "sort", chatGroupId: 456, newPosition: 1, timestamp: createdAt };
-
-        // chat room: both members (sender included)
+        const message = expectedMessage(
+          chatId,
+          "Hello, how can I help you?",
+          createdAt,
+          "agent:123",
+        );
+        // the conversation: both members (sender included)
         assert.deepEqual(toAgent.receiveMessage, [message]);
         assert.deepEqual(toClient.receiveMessage, [message]);
         assert.deepEqual(toSecondTab.receiveMessage, []);
         assert.deepEqual(toAdmin.receiveMessage, []);
         assert.deepEqual(toOtherAgent.receiveMessage, []);
-        // updateChatGroups: dept_1 (agent, admin) and user_789 (both tabs), once each
+        // the customer was in the room: read at once
+        const status = toClient.messageStatusUpdate[0] as Record<string, unknown>;
+        assert.deepEqual(toAgent.messageStatusUpdate, [status]);
+        assert.deepEqual({ ...status, timestamp: "" }, {
+          chatId,
+          chat_id: chatId,
+          status: "read",
+          timestamp: "",
+          updatedBy: "system",
+          updatedByType: "auto",
+        });
+        assert.deepEqual(toAgent.messageDelivered, [
+          { chat_id: chatId, chat_group_id: 456, timestamp: createdAt },
+        ]);
+        assert.deepEqual(toClient.messageDelivered, []);
+        // updateChatGroups: department 1 (agent, admin) and client_789 (both tabs), once each
+        const update = { action: "new_message", chatGroupId: 456, timestamp: createdAt };
         assert.deepEqual(toAgent.updateChatGroups, [update]);
         assert.deepEqual(toAdmin.updateChatGroups, [update]);
         assert.deepEqual(toClient.updateChatGroups, [update]);
         assert.deepEqual(toSecondTab.updateChatGroups, [update]);
         assert.deepEqual(toOtherAgent.updateChatGroups, []);
-        // customerListUpdate: dept_1 only
-        assert.deepEqual(toAgent.customerListUpdate, [sort]);
-        assert.deepEqual(toAdmin.customerListUpdate, [sort]);
+        // customerListUpdate: the assigned agent gets the apps' entry with the seed's fields,
+        // the department's other agents the seed's sort
+        assert.equal(toAgent.customerListUpdate.length, 1);
+        const forAgent = toAgent.customerListUpdate[0] as Record<string, unknown>;
+        assertIsoTimestamp(forAgent.timestamp);
+        assert.deepEqual(forAgent, {
+          action: "sort",
+          chatGroupId: 456,
+          newPosition: 1,
+          timestamp: forAgent.timestamp,
+          type: "move_to_top",
+          data: {
+            customer: {
+              chat_group_id: 456,
+              name: "Carla Client",
+              number: "9171234567",
+              profile: "https://images.example.com/profiles/carla.png",
+              status: "active",
+              chat_type: "active",
+              department: "Support",
+              sys_user_id: 123,
+              dept_id: 1,
+              created_at: "2026-12-01T09:00:00.000Z",
+              has_unread: false,
+            },
+            chat_group_id: 456,
+            agentId: 123,
+            accepted_by: 123,
+          },
+        });
+        assert.deepEqual(toAdmin.customerListUpdate, [
+          { action: "sort", chatGroupId: 456, newPosition: 1, timestamp: forAgent.timestamp },
+        ]);
         assert.deepEqual(toClient.customerListUpdate, []);
         assert.deepEqual(toSecondTab.customerListUpdate, []);
         assert.deepEqual(toOtherAgent.customerListUpdate, []);
       });
 
-      await t.step("client 789 answers", async () => {
+      await t.step("customer 789 answers", async () => {
         const { ack, got } = await sendAndCollect(client, "My order is late");
         const [toAgent, toClient, toSecondTab, toOtherAgent, toAdmin] = got;
         const chatId = ack.chat_id as number;
         const createdAt = (toClient.receiveMessage[0] as { chat_created_at: unknown })
           ?.chat_created_at;
         assertIsoTimestamp(createdAt);
-        const message = expectedMessage(chatId, "My order is late", createdAt, {
-          userId: 789,
-          type: "client",
-        });
-        const update = { action: "new_message", chatGroupId: 456, timestamp: createdAt };
-        const sort = { action: "sort", chatGroupId: 456, newPosition: 1, timestamp: createdAt };
+        const message = expectedMessage(chatId, "My order is late", createdAt, "client:789");
         assert.deepEqual(toAgent.receiveMessage, [message]);
         assert.deepEqual(toClient.receiveMessage, [message]);
         assert.deepEqual(toSecondTab.receiveMessage, []);
         assert.deepEqual(toAdmin.receiveMessage, []);
         assert.deepEqual(toOtherAgent.receiveMessage, []);
-        assert.deepEqual(toAgent.updateChatGroups, [update]);
-        assert.deepEqual(toAdmin.updateChatGroups, [update]);
-        assert.deepEqual(toClient.updateChatGroups, [update]);
-        assert.deepEqual(toSecondTab.updateChatGroups, [update]);
+        assert.equal((toAgent.messageStatusUpdate[0] as { status: string }).status, "read");
+        assert.equal(toClient.messageDelivered.length, 1);
+        assert.equal(toAgent.updateChatGroups.length, 1);
+        assert.equal(toSecondTab.updateChatGroups.length, 1);
         assert.deepEqual(toOtherAgent.updateChatGroups, []);
-        assert.deepEqual(toAgent.customerListUpdate, [sort]);
-        assert.deepEqual(toAdmin.customerListUpdate, [sort]);
+        const forAgent = toAgent.customerListUpdate[0] as {
+          data: { customer: { has_unread: boolean } };
+        };
+        assert.equal(forAgent.data.customer.has_unread, false, "the agent was in the room");
+        assert.equal(toAdmin.customerListUpdate.length, 1);
         assert.deepEqual(toClient.customerListUpdate, []);
         assert.deepEqual(toOtherAgent.customerListUpdate, []);
       });
 
-      await t.step("an admin in the room gets each event once", async () => {
+      await t.step("with the agent away, the customer's message is delivered, unread", async () => {
+        await agent.expectOk("leaveRoom", { chatGroupId: 456 });
+        const { ack, got } = await sendAndCollect(client, "Hello?");
+        const [toAgent, toClient] = got;
+        assert.deepEqual(toAgent.receiveMessage, [], "not in the room any more");
+        assert.equal(
+          (toClient.messageStatusUpdate[0] as { status: string; chatId: number }).status,
+          "delivered",
+        );
+        const forAgent = toAgent.customerListUpdate[0] as {
+          data: { customer: { has_unread: boolean } };
+        };
+        assert.equal(forAgent.data.customer.has_unread, true);
+        const history = await admin.expectOk("getMessages", { chatGroupId: 456 });
+        const stored = (history.messages as { chat_id: number; chat_read_at: string | null }[])
+          .find((m) => m.chat_id === ack.chat_id);
+        assert.equal(stored?.chat_read_at, null);
+        await agent.join(456);
+      });
+
+      await t.step("an admin in the room gets each event once, as an agent", async () => {
         await admin.join(456);
         const { ack, got } = await sendAndCollect(admin, "Admin here");
         const toAdmin = got[4];
@@ -360,15 +496,14 @@ Deno.test("sendMessage: exact payloads to the chat, department and customer room
           ?.chat_created_at;
         assertIsoTimestamp(createdAt);
         assert.deepEqual(toAdmin.receiveMessage, [
-          expectedMessage(ack.chat_id as number, "Admin here", createdAt, {
-            userId: 1,
-            type: "admin",
-          }),
+          expectedMessage(ack.chat_id as number, "Admin here", createdAt, "agent:1"),
         ]);
         assert.equal(toAdmin.updateChatGroups.length, 1);
         assert.equal(toAdmin.customerListUpdate.length, 1);
         assert.deepEqual(toOtherAgent, {
           receiveMessage: [],
+          messageStatusUpdate: [],
+          messageDelivered: [],
           updateChatGroups: [],
           customerListUpdate: [],
         });
@@ -379,7 +514,7 @@ Deno.test("sendMessage: exact payloads to the chat, department and customer room
   });
 });
 
-Deno.test("sendMessage: XSS sanitized, invalid content and wrong rooms refused", async (t) => {
+Deno.test("sendMessage: markup removed, text kept as typed, invalid content and wrong rooms refused", async (t) => {
   await withCast(async ({ agent, client, otherAgent }) => {
     await agent.join(456);
     await client.join(456);
@@ -394,8 +529,10 @@ Deno.test("sendMessage: XSS sanitized, invalid content and wrong rooms refused",
       const got = await client.next("receiveMessage", mark) as {
         chat_id: number;
         chat_message: string;
+        chat_body: string;
       };
       assert.equal(got.chat_id, ack.chat_id);
+      assert.equal(got.chat_body, got.chat_message, "one text for both vocabularies");
       return got.chat_message;
     }
 
@@ -406,11 +543,16 @@ Deno.test("sendMessage: XSS sanitized, invalid content and wrong rooms refused",
         assert.equal(await sent("<b>bold</b> and <i>italic</i>"), "bold and italic");
         assert.equal(await sent('<img src=x onerror="alert(1)">picture'), "picture");
         assert.equal(await sent('<a href="javascript:alert(1)">link</a>'), "link");
-        const escaped = await sent("1 < 2 & 3 > 2");
-        assert.ok(!/[<>]/.test(escaped), `no raw angle brackets: ${escaped}`);
-        assert.match(escaped, /^1 &lt; 2 &amp; 3 &gt; 2$/);
+        assert.equal(await sent("<<b>b>x"), "x", "stripping cannot assemble a tag");
       },
     );
+
+    await t.step("what the person typed is not HTML-escaped", async () => {
+      assert.equal(await sent("1 < 2 & 3 > 2"), "1 < 2 & 3 > 2");
+      assert.equal(await sent("Tom & Jerry"), "Tom & Jerry");
+      assert.equal(await sent("&amp; typed as is"), "&amp; typed as is");
+      assert.equal(await sent("¿Qué tal? 漢字 😀"), "¿Qué tal? 漢字 😀");
+    });
 
     await t.step(
       "empty, whitespace-only, markup-only and over-long messages: INVALID_DATA",
@@ -424,8 +566,9 @@ Deno.test("sendMessage: XSS sanitized, invalid content and wrong rooms refused",
           const issues = (error.details as { issues: { field: string }[] }).issues;
           assert.ok(issues.some((i) => i.field === "message"), JSON.stringify(error));
         }
-        // exactly MAX_MESSAGE_LENGTH (default 5000) is fine
+        // exactly MAX_MESSAGE_LENGTH (default 5000) is fine, also with & and non-Latin-1 text
         assert.equal(await sent("y".repeat(5000)), "y".repeat(5000));
+        assert.equal(await sent("&漢".repeat(2500)), "&漢".repeat(2500));
       },
     );
 
@@ -443,21 +586,24 @@ Deno.test("sendMessage: XSS sanitized, invalid content and wrong rooms refused",
       });
     });
 
-    await t.step("clientId not the group's customer: INVALID_DATA naming clientId", async () => {
-      const { error } = await agent.expectError("INVALID_DATA", "sendMessage", {
-        message: "wrong routing",
-        chatGroupId: 456,
-        clientId: 790,
-      });
-      const issues = (error.details as { issues: { field: string }[] }).issues;
-      assert.deepEqual(issues.map((i) => i.field), ["clientId"]);
-    });
+    await t.step(
+      "clientId not the conversation's customer: INVALID_DATA naming clientId",
+      async () => {
+        const { error } = await agent.expectError("INVALID_DATA", "sendMessage", {
+          message: "wrong routing",
+          chatGroupId: 456,
+          clientId: 790,
+        });
+        const issues = (error.details as { issues: { field: string }[] }).issues;
+        assert.deepEqual(issues.map((i) => i.field), ["clientId"]);
+      },
+    );
 
     await t.step("nothing refused reached anyone", async () => {
       await client.sync();
       await otherAgent.sync();
-      // only the six accepted messages above
-      assert.equal(client.count("receiveMessage"), 6);
+      // only the eleven accepted messages above
+      assert.equal(client.count("receiveMessage"), 11);
       assert.equal(otherAgent.count("receiveMessage"), 0);
       for (const payload of client.payloads("receiveMessage")) {
         const text = (payload as { chat_message: string }).chat_message;
@@ -467,7 +613,24 @@ Deno.test("sendMessage: XSS sanitized, invalid content and wrong rooms refused",
   });
 });
 
-Deno.test("sendMessage: a retried clientMessageId stores and broadcasts once", async (t) => {
+Deno.test("sendMessage: MAX_MESSAGE_LENGTH 10000 with & and non-Latin-1 text is stored, not SERVER_ERROR", async () => {
+  await withCast(async ({ agent, client }) => {
+    await agent.join(456);
+    await client.join(456);
+    const text = "&漢".repeat(5000);
+    const ack = await agent.expectOk("sendMessage", {
+      message: text,
+      chatGroupId: 456,
+      clientId: 789,
+    });
+    const history = await client.expectOk("getMessages", { chatGroupId: 456 });
+    const stored = (history.messages as { chat_id: number; chat_message: string }[]).at(-1);
+    assert.equal(stored?.chat_id, ack.chat_id);
+    assert.equal(stored?.chat_message, text);
+  }, { env: { MAX_MESSAGE_LENGTH: "10000" } });
+});
+
+Deno.test("sendMessage: a retried clientMessageId is stored once and broadcast again", async (t) => {
   await withCast(async ({ agent, client, admin }) => {
     await agent.join(456);
     await client.join(456);
@@ -478,17 +641,22 @@ Deno.test("sendMessage: a retried clientMessageId stores and broadcasts once", a
       clientMessageId: "c0ffee-1",
     };
 
-    await t.step("sequential retry: same chat_id, one receiveMessage", async () => {
-      const first = await agent.expectOk("sendMessage", payload);
-      const second = await agent.expectOk("sendMessage", payload);
-      assert.deepEqual(first, { ok: true, chat_id: first.chat_id, duplicate: false });
-      assert.deepEqual(second, { ok: true, chat_id: first.chat_id, duplicate: true });
-      await client.sync();
-      await admin.sync();
-      assert.equal(client.count("receiveMessage"), 1);
-      assert.equal(client.count("updateChatGroups"), 1);
-      assert.equal(admin.count("customerListUpdate"), 1);
-    });
+    await t.step(
+      "sequential retry: same chat_id; the members see it again and merge by id",
+      async () => {
+        const first = await agent.expectOk("sendMessage", payload);
+        const second = await agent.expectOk("sendMessage", payload);
+        assert.deepEqual(first, { ok: true, chat_id: first.chat_id, duplicate: false });
+        assert.deepEqual(second, { ok: true, chat_id: first.chat_id, duplicate: true });
+        await client.sync();
+        const seen = client.payloads("receiveMessage") as { chat_id: number }[];
+        // a process that died between commit and broadcast is repaired by the retry
+        assert.deepEqual(seen.map((m) => m.chat_id), [first.chat_id, first.chat_id]);
+        assert.deepEqual(seen[0], seen[1]);
+        const history = await admin.expectOk("getMessages", { chatGroupId: 456 });
+        assert.equal((history.messages as unknown[]).length, 1, "stored once");
+      },
+    );
 
     await t.step("concurrent retries: one message", async () => {
       const again = { ...payload, clientMessageId: "c0ffee-2", message: "twice at once" };
@@ -500,11 +668,11 @@ Deno.test("sendMessage: a retried clientMessageId stores and broadcasts once", a
       assert.ok(acks.every((a) => a.ok === true), JSON.stringify(acks));
       assert.equal(new Set(acks.map((a) => a.chat_id)).size, 1);
       assert.equal(acks.filter((a) => a.duplicate === false).length, 1);
-      await client.sync();
-      assert.equal(client.count("receiveMessage"), 2);
+      const history = await admin.expectOk("getMessages", { chatGroupId: 456 });
+      assert.equal((history.messages as unknown[]).length, 2);
     });
 
-    await t.step("the same id from another user is another message", async () => {
+    await t.step("the same id from another person is another message", async () => {
       const mine = await client.expectOk("sendMessage", { ...payload, message: "thanks" });
       const theirs = client.payloads("receiveMessage")[0] as { chat_id: number };
       assert.notEqual(mine.chat_id, theirs.chat_id);
@@ -522,6 +690,7 @@ Deno.test("sendMessage: a storage failure is SERVER_ERROR and nothing is broadca
     async ({ agent, client, otherAgent, admin }) => {
       await agent.join(456);
       await client.join(456);
+      const before = [agent, client, otherAgent, admin].map((c) => c.mark());
       store.failAddMessage = true;
       const { error, ack } = await agent.expectError("SERVER_ERROR", "sendMessage", {
         message: "this will not be stored",
@@ -537,11 +706,16 @@ Deno.test("sendMessage: a storage failure is SERVER_ERROR and nothing is broadca
       assert.ok(!JSON.stringify(error).includes("disk"));
 
       for (const c of [agent, client, otherAgent, admin]) await c.sync();
-      for (const c of [agent, client, otherAgent, admin]) {
-        assert.equal(c.count("receiveMessage"), 0, c.name);
-        assert.equal(c.count("updateChatGroups"), 0, c.name);
-        assert.equal(c.count("customerListUpdate"), 0, c.name);
-      }
+      const events = [
+        "receiveMessage",
+        "messageStatusUpdate",
+        "updateChatGroups",
+        "customerListUpdate",
+      ];
+      [agent, client, otherAgent, admin].forEach((c, i) => {
+        const since = c.received.slice(before[i]).map((r) => r.event);
+        for (const event of events) assert.ok(!since.includes(event), `${c.name}: ${event}`);
+      });
 
       // the retry after the outage is stored and broadcast once
       store.failAddMessage = false;
@@ -567,11 +741,13 @@ Deno.test("getMessages: history for those with access, ACCESS_DENIED for others"
     await client.join(456);
     const ids: number[] = [];
     for (const [sender, text] of [[agent, "one"], [client, "two"], [agent, "three"]] as const) {
+      const mark = sender.mark();
       const ack = await sender.expectOk("sendMessage", {
         message: text,
         chatGroupId: 456,
         clientId: 789,
       });
+      await sender.next("messageDelivered", mark);
       ids.push(ack.chat_id as number);
     }
     await client.sync();
@@ -579,9 +755,15 @@ Deno.test("getMessages: history for those with access, ACCESS_DENIED for others"
 
     const all = await client.expectOk("getMessages", { chatGroupId: 456 });
     assert.equal(all.chatGroupId, 456);
-    // the same payloads as receiveMessage, oldest first
-    assert.deepEqual(all.messages, client.payloads("receiveMessage"));
-    assert.deepEqual((all.messages as { chat_id: number }[]).map((m) => m.chat_id), ids);
+    // the live payloads, with the delivery state as it is now: read (both were in the room)
+    const live = client.payloads("receiveMessage") as Record<string, unknown>[];
+    const history = all.messages as Record<string, unknown>[];
+    assert.deepEqual(history.map((m) => m.chat_id), ids);
+    history.forEach((m, i) => {
+      assertIsoTimestamp(m.chat_delivered_at);
+      assertIsoTimestamp(m.chat_read_at);
+      assert.deepEqual({ ...m, chat_delivered_at: null, chat_read_at: null }, live[i]);
+    });
 
     const newest = await agent.expectOk("getMessages", { chatGroupId: 456, limit: 2 });
     assert.deepEqual(
@@ -600,7 +782,7 @@ Deno.test("getMessages: history for those with access, ACCESS_DENIED for others"
     });
     assert.deepEqual((page.messages as { chat_id: number }[]).map((m) => m.chat_id), [ids[1]]);
 
-    // an admin may read any group's history without joining it
+    // an admin may read any conversation's history without joining it
     const byAdmin = await admin.expectOk("getMessages", { chatGroupId: 456 });
     assert.deepEqual(byAdmin.messages, all.messages);
 
@@ -618,7 +800,7 @@ Deno.test("joinChatGroup: a socket closed while its join is in flight leaves no 
   const running = await startApp(FIXTURE, { kv, store });
   const clients: (TestClient | undefined)[] = [];
   try {
-    const agent = await connectAs(running, "agent-123");
+    const agent = await connectAs(running, "agent:123");
     clients.push(agent);
     const serverSocketId = [...running.app.io.of("/").sockets.keys()][0];
     const hold = store.holdNextGetChatGroup();
@@ -634,6 +816,7 @@ Deno.test("joinChatGroup: a socket closed while its join is in flight leaves no 
     await closeAll(running, clients);
   }
   const adapter = running.app.io.of("/").adapter;
+  assert.equal(adapter.rooms.has("chat_456"), false, "room chat_456 left behind");
   assert.equal(adapter.rooms.has("456"), false, "room 456 left behind");
   assert.equal(adapter.sids.size, 0);
 });
