@@ -1,14 +1,15 @@
 /**
  * End-to-end tests of the admin events (src/handlers/admin.ts) with real
  * socket.io-client sockets: `getRoomStats` → `roomStatsUpdate`, the periodic
- * push to admins, and `disconnectUser`; non-admins get ACCESS_DENIED.
+ * push to admins, and `disconnectUser { userId, userType }` (customers and
+ * agents have separate ids); non-admins get ACCESS_DENIED.
  */
 
 import assert from "node:assert/strict";
 import type { Socket } from "socket.io-client";
 import { setLogSink } from "../src/log.ts";
 import { connectSocketAs, disconnectAll, eventually, Recorder } from "./support/clients.ts";
-import { startApp } from "./support/server.ts";
+import { type RunningApp, startApp } from "./support/server.ts";
 
 const FIXTURE = "demo/fixture.json";
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -18,6 +19,18 @@ interface Stats {
   activeRooms: number;
   totalUsers: number;
   timestamp: string;
+}
+
+/**
+ * Waits until the queued group 459 (department 2) has been assigned: the
+ * first connection of a department-2 agent (the admin is in both
+ * departments) drains the queue in the background.
+ */
+async function queueDrained(running: RunningApp): Promise<void> {
+  await eventually(async () => {
+    const group = await running.app.services.store.getChatGroup(459);
+    return group?.status === "active" && group.agentId !== null;
+  }, "queued group 459 assigned");
 }
 
 function assertStats(stats: Stats, expected: Omit<Stats, "timestamp">): void {
@@ -36,10 +49,10 @@ Deno.test("admin: getRoomStats", async (t) => {
   const running = await startApp({ SEED_FILE: FIXTURE });
   const sockets: Socket[] = [];
   try {
-    const admin = await connectSocketAs(running, "admin-1", sockets);
-    const agent = await connectSocketAs(running, "agent-123", sockets);
-    const agent2 = await connectSocketAs(running, "agent-124", sockets);
-    const client = await connectSocketAs(running, "client-789", sockets);
+    const admin = await connectSocketAs(running, "agent:1", sockets);
+    const agent = await connectSocketAs(running, "agent:123", sockets);
+    const agent2 = await connectSocketAs(running, "agent:124", sockets);
+    const client = await connectSocketAs(running, "client:789", sockets);
     for (
       const [socket, userId, userType] of [
         [admin, 1, "admin"],
@@ -51,12 +64,14 @@ Deno.test("admin: getRoomStats", async (t) => {
     }
 
     await t.step("an admin gets roomStatsUpdate with the fixture's numbers", async () => {
+      await queueDrained(running);
       const updates = new Recorder<Stats>(admin, "roomStatsUpdate");
       const ack = await admin.emitWithAck("getRoomStats");
       assert.equal(ack.ok, true, JSON.stringify(ack));
       const stats = await updates.waitFor(() => true);
-      // 3 chat groups, 2 of them active; admin, agent 123 and client 789 online
-      assertStats(stats, { totalRooms: 3, activeRooms: 2, totalUsers: 3 });
+      // 4 chat groups: 456 and 457 active, 458 resolved, 459 active since it
+      // left the queue; admin, agent 123 and client 789 online
+      assertStats(stats, { totalRooms: 4, activeRooms: 3, totalUsers: 3 });
       assert.deepEqual(ack.stats, stats);
     });
 
@@ -66,7 +81,17 @@ Deno.test("admin: getRoomStats", async (t) => {
         true,
       );
       const ack = await admin.emitWithAck("getRoomStats");
-      assertStats(ack.stats, { totalRooms: 3, activeRooms: 2, totalUsers: 4 });
+      assertStats(ack.stats, { totalRooms: 4, activeRooms: 3, totalUsers: 4 });
+    });
+
+    await t.step("customer 1 online beside the admin agent 1 counts as one more user", async () => {
+      const pia = await connectSocketAs(running, "client:1", sockets);
+      assert.equal(
+        (await pia.emitWithAck("userOnline", { userId: 1, userType: "client" })).ok,
+        true,
+      );
+      const ack = await admin.emitWithAck("getRoomStats");
+      assertStats(ack.stats, { totalRooms: 4, activeRooms: 3, totalUsers: 5 });
     });
 
     await t.step("agents and clients get ACCESS_DENIED and no stats", async () => {
@@ -94,9 +119,9 @@ Deno.test("admin: roomStatsUpdate is pushed to admins every ROOM_STATS_INTERVAL,
   const running = await startApp({ SEED_FILE: FIXTURE, ROOM_STATS_INTERVAL: "200" });
   const sockets: Socket[] = [];
   try {
-    const agent = await connectSocketAs(running, "agent-123", sockets);
-    const client = await connectSocketAs(running, "client-789", sockets);
-    const admin = await connectSocketAs(running, "admin-1", sockets);
+    const agent = await connectSocketAs(running, "agent:123", sockets);
+    const client = await connectSocketAs(running, "client:789", sockets);
+    const admin = await connectSocketAs(running, "agent:1", sockets);
     const agentStats = new Recorder<Stats>(agent, "roomStatsUpdate");
     const clientStats = new Recorder<Stats>(client, "roomStatsUpdate");
     const adminStats = new Recorder<Stats>(admin, "roomStatsUpdate");
@@ -104,11 +129,13 @@ Deno.test("admin: roomStatsUpdate is pushed to admins every ROOM_STATS_INTERVAL,
       (await agent.emitWithAck("userOnline", { userId: 123, userType: "agent" })).ok,
       true,
     );
+    await queueDrained(running);
+    const mark = adminStats.events.length;
     // three pushes the admin never asked for
     let n = 0;
-    await adminStats.waitFor(() => ++n >= 3);
-    assert.ok(adminStats.events.length >= 3);
-    assertStats(adminStats.events.at(-1)!, { totalRooms: 3, activeRooms: 2, totalUsers: 1 });
+    await adminStats.waitFor(() => ++n >= 3, mark);
+    assert.ok(adminStats.events.length - mark >= 3);
+    assertStats(adminStats.events.at(-1)!, { totalRooms: 4, activeRooms: 3, totalUsers: 1 });
     const timestamps = adminStats.events.map((s) => s.timestamp);
     assert.equal(new Set(timestamps).size, timestamps.length, "each push is a fresh reading");
     assert.deepEqual(agentStats.events, []);
@@ -127,11 +154,12 @@ Deno.test("admin: disconnectUser", async (t) => {
   const running = await startApp({ SEED_FILE: FIXTURE });
   const sockets: Socket[] = [];
   try {
-    const admin = await connectSocketAs(running, "admin-1", sockets);
-    const agent = await connectSocketAs(running, "agent-123", sockets);
-    const laptop = await connectSocketAs(running, "client-789", sockets);
-    const phone = await connectSocketAs(running, "client-789", sockets);
-    const other = await connectSocketAs(running, "client-790", sockets);
+    const admin = await connectSocketAs(running, "agent:1", sockets);
+    const agent = await connectSocketAs(running, "agent:123", sockets);
+    const laptop = await connectSocketAs(running, "client:789", sockets);
+    const phone = await connectSocketAs(running, "client:789", sockets);
+    const other = await connectSocketAs(running, "client:790", sockets);
+    const pia = await connectSocketAs(running, "client:1", sockets);
     for (const socket of [laptop, phone]) {
       assert.equal(
         (await socket.emitWithAck("userOnline", { userId: 789, userType: "client" })).ok,
@@ -142,7 +170,7 @@ Deno.test("admin: disconnectUser", async (t) => {
     await t.step("non-admins get ACCESS_DENIED and nobody is disconnected", async () => {
       for (const socket of [agent, other]) {
         const errors = new Recorder<{ code: string }>(socket, "error");
-        const ack = await socket.emitWithAck("disconnectUser", { userId: 789 });
+        const ack = await socket.emitWithAck("disconnectUser", { userId: 789, userType: "client" });
         assert.equal(ack.ok, false);
         assert.equal(ack.code, "ACCESS_DENIED");
         assert.equal((await errors.waitFor(() => true)).code, "ACCESS_DENIED");
@@ -150,7 +178,10 @@ Deno.test("admin: disconnectUser", async (t) => {
       const denied = securityEvents("access_denied").filter((l) =>
         l.socketEvent === "disconnectUser"
       );
-      assert.deepEqual(denied.map((l) => l.userId), [123, 790]);
+      assert.deepEqual(denied.map((l) => [l.kind, l.userId, l.reason]), [
+        ["agent", 123, "admin_only"],
+        ["client", 790, "admin_only"],
+      ]);
       // still connected: they answer
       for (const socket of [laptop, phone]) {
         assert.equal((await socket.emitWithAck("getOnlineUsers")).ok, true);
@@ -178,10 +209,10 @@ Deno.test("admin: disconnectUser", async (t) => {
       }
       const ack = await admin.emitWithAck("disconnectUser", {
         userId: 789,
+        userType: "client",
         reason: "Account under review",
       });
-      assert.equal(ack.ok, true, JSON.stringify(ack));
-      assert.equal(ack.disconnected, 2);
+      assert.deepEqual(ack, { ok: true, userId: 789, userType: "client", disconnected: 2 });
       for (const socket of [laptop, phone]) {
         assert.equal(await reasons.get(socket), "io server disconnect");
         assert.deepEqual(seen.get(socket), [
@@ -193,10 +224,12 @@ Deno.test("admin: disconnectUser", async (t) => {
       const logged = securityEvents("forced_disconnect");
       assert.equal(logged.length, 1);
       assert.equal(logged[0].adminId, 1);
+      assert.equal(logged[0].kind, "client");
       assert.equal(logged[0].userId, 789);
       assert.equal(logged[0].sockets, 2);
+      assert.equal(logged[0].reason, "Account under review");
       // the others stay connected
-      for (const socket of [admin, agent, other]) {
+      for (const socket of [admin, agent, other, pia]) {
         assert.equal(socket.connected, true);
         assert.equal((await socket.emitWithAck("getOnlineUsers")).ok, true);
       }
@@ -206,22 +239,54 @@ Deno.test("admin: disconnectUser", async (t) => {
         return list.onlineUsers.length === 0;
       }, "789 offline after the forced disconnect");
       await eventually(
-        () => !running.app.io.of("/").adapter.rooms.has("user_789"),
-        "789's user room emptied",
+        () => !running.app.io.of("/").adapter.rooms.has("client_789"),
+        "789's client room emptied",
       );
     });
 
-    await t.step("a user with no socket: ok, disconnected 0", async () => {
-      const ack = await admin.emitWithAck("disconnectUser", { userId: 789 });
-      assert.equal(ack.ok, true);
-      assert.equal(ack.disconnected, 0);
+    await t.step("customer 1 is disconnected, the admin agent 1 is not", async () => {
+      const reason = new Promise<string>((resolve) => pia.once("disconnect", resolve));
+      const forced = new Recorder<{ reason: string; by: number }>(pia, "forcedDisconnect");
+      const adminForced = new Recorder<unknown>(admin, "forcedDisconnect");
+      const ack = await admin.emitWithAck("disconnectUser", { userId: 1, userType: "client" });
+      assert.deepEqual(ack, { ok: true, userId: 1, userType: "client", disconnected: 1 });
+      assert.equal(await reason, "io server disconnect");
+      assert.deepEqual(forced.events, [{ reason: "Disconnected by an administrator", by: 1 }]);
+      assert.equal(admin.connected, true);
+      assert.equal((await admin.emitWithAck("getOnlineUsers")).ok, true);
+      assert.deepEqual(adminForced.events, []);
     });
 
-    await t.step("a bad userId is INVALID_DATA", async () => {
-      const ack = await admin.emitWithAck("disconnectUser", { userId: "789" });
-      assert.equal(ack.ok, false);
-      assert.equal(ack.code, "INVALID_DATA");
+    await t.step("a user with no socket: ok, disconnected 0", async () => {
+      const ack = await admin.emitWithAck("disconnectUser", { userId: 789, userType: "client" });
+      assert.deepEqual(ack, { ok: true, userId: 789, userType: "client", disconnected: 0 });
+      // agent 789 does not exist: nobody is named by a number alone
+      const agent789 = await admin.emitWithAck("disconnectUser", {
+        userId: 789,
+        userType: "agent",
+      });
+      assert.deepEqual(agent789, { ok: true, userId: 789, userType: "agent", disconnected: 0 });
     });
+
+    await t.step(
+      "a bad userId, or no userType, is INVALID_DATA and disconnects nobody",
+      async () => {
+        for (
+          const [payload, field] of [
+            [{ userId: "790", userType: "client" }, "userId"],
+            [{ userId: 790 }, "userType"],
+            [{ userId: 790, userType: "customer" }, "userType"],
+          ] as const
+        ) {
+          const ack = await admin.emitWithAck("disconnectUser", payload);
+          assert.equal(ack.ok, false);
+          assert.equal(ack.code, "INVALID_DATA");
+          assert.deepEqual(ack.details.issues.map((i: { field: string }) => i.field), [field]);
+        }
+        assert.equal(other.connected, true);
+        assert.equal((await other.emitWithAck("getOnlineUsers")).ok, true);
+      },
+    );
   } finally {
     disconnectAll(sockets);
     await running.close();
