@@ -4,7 +4,9 @@
  * against the whole service: userOnline / userHeartbeat / userOffline /
  * getOnlineUsers, who sees whom, several sockets of one user, expiry and the
  * sweep, coalescing of `onlineUsersUpdate`, and presence across two server
- * processes sharing one KV file.
+ * processes sharing one KV file. People are (kind, id): an entry's `userType`
+ * is the role (`admin`, `agent`, `client`), so customer 1 and the admin agent
+ * 1 are two entries.
  */
 
 import assert from "node:assert/strict";
@@ -15,8 +17,8 @@ import { type RunningApp, startApp } from "./support/server.ts";
 
 const FIXTURE = "demo/fixture.json";
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-const STAFF_SEES = [1, 123, 124, 789, 790];
-const CLIENT_SEES = [123, 124];
+const STAFF_SEES = ["admin:1", "agent:123", "agent:124", "client:789", "client:790"];
+const CLIENT_SEES = ["agent:123", "agent:124"];
 
 interface OnlineEntry {
   userId: number;
@@ -24,49 +26,66 @@ interface OnlineEntry {
   lastSeen: string;
 }
 
-function ids(users: readonly OnlineEntry[]): number[] {
-  return users.map((u) => u.userId).sort((a, b) => a - b);
+/** The entries as sorted `role:id` keys (`admin:1`, `client:1`). */
+function keys(users: readonly OnlineEntry[]): string[] {
+  return users.map((u) => `${u.userType}:${u.userId}`).sort();
 }
 
-function sameIds(expected: number[]): (value: { onlineUsers: OnlineEntry[] }) => boolean {
-  return (value) => JSON.stringify(ids(value.onlineUsers)) === JSON.stringify(expected);
+function sameKeys(expected: string[]): (value: { onlineUsers: OnlineEntry[] }) => boolean {
+  const want = JSON.stringify([...expected].sort());
+  return (value) => JSON.stringify(keys(value.onlineUsers)) === want;
 }
 
-function assertEntries(users: readonly OnlineEntry[], roles: Record<number, string>): void {
+function assertEntries(users: readonly OnlineEntry[]): void {
   for (const user of users) {
     assert.deepEqual(Object.keys(user).sort(), ["lastSeen", "userId", "userType"]);
-    assert.equal(user.userType, roles[user.userId], `userType of ${user.userId}`);
+    assert.ok(["admin", "agent", "client"].includes(user.userType), JSON.stringify(user));
+    assert.equal(typeof user.userId, "number");
     assert.match(user.lastSeen, ISO);
   }
 }
-
-const ROLES: Record<number, string> = {
-  1: "admin",
-  123: "agent",
-  124: "agent",
-  789: "client",
-  790: "client",
-};
 
 async function sleep(ms: number): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function socketKeys(kv: Deno.Kv, userId: number): Promise<number> {
+async function socketKeys(kv: Deno.Kv, person: string): Promise<number> {
   let n = 0;
-  for await (const _ of kv.list({ prefix: [PRESENCE_PREFIX, "sockets", userId] })) n++;
+  for await (const _ of kv.list({ prefix: [PRESENCE_PREFIX, "sockets", person] })) n++;
   return n;
+}
+
+/** `getOnlineUsers` on a plain socket: the `onlineUsersList` it answers with, as keys. */
+async function listed(socket: Socket): Promise<string[]> {
+  const list = new Recorder<OnlineEntry[]>(socket, "onlineUsersList");
+  try {
+    const ack = await socket.emitWithAck("getOnlineUsers");
+    assert.equal(ack.ok, true, JSON.stringify(ack));
+    const users = await list.waitFor(() => true);
+    assert.ok(Array.isArray(users));
+    assertEntries(users);
+    assert.deepEqual(keys(ack.onlineUsers), keys(users), "the ack carries the same list");
+    return keys(users);
+  } finally {
+    socket.off("onlineUsersList");
+  }
+}
+
+/** `userOnline` for a plain socket, asserting the ack. */
+async function goOnline(socket: Socket, userId: number, userType: string): Promise<void> {
+  const ack = await socket.emitWithAck("userOnline", { userId, userType });
+  assert.equal(ack.ok, true, JSON.stringify(ack));
 }
 
 Deno.test("status: userOnline, and who sees whom in onlineUsersUpdate and getOnlineUsers", async (t) => {
   const running = await startApp({ SEED_FILE: FIXTURE });
   const sockets: Socket[] = [];
   try {
-    const admin = await connectSocketAs(running, "admin-1", sockets);
-    const agent = await connectSocketAs(running, "agent-123", sockets);
-    const agent2 = await connectSocketAs(running, "agent-124", sockets);
-    const client = await connectSocketAs(running, "client-789", sockets);
-    const client2 = await connectSocketAs(running, "client-790", sockets);
+    const admin = await connectSocketAs(running, "agent:1", sockets);
+    const agent = await connectSocketAs(running, "agent:123", sockets);
+    const agent2 = await connectSocketAs(running, "agent:124", sockets);
+    const client = await connectSocketAs(running, "client:789", sockets);
+    const client2 = await connectSocketAs(running, "client:790", sockets);
     const all = [
       { socket: admin, userId: 1, userType: "admin" },
       { socket: agent, userId: 123, userType: "agent" },
@@ -87,14 +106,20 @@ Deno.test("status: userOnline, and who sees whom in onlineUsersUpdate and getOnl
     );
 
     await t.step(
-      "userOnline → userStatusUpdated { userId, status, timestamp } to the sender",
+      "userOnline → userStatusUpdated { userId, userType, status, timestamp } to the sender",
       async () => {
         for (const { socket, userId, userType } of all) {
-          const ack = await socket.emitWithAck("userOnline", { userId, userType });
-          assert.equal(ack.ok, true, JSON.stringify(ack));
+          await goOnline(socket, userId, userType);
           const status = await statuses.get(socket)!.waitFor(() => true);
-          assert.deepEqual(Object.keys(status).sort(), ["status", "timestamp", "userId"]);
+          assert.deepEqual(Object.keys(status).sort(), [
+            "status",
+            "timestamp",
+            "userId",
+            "userType",
+          ]);
           assert.equal(status.userId, userId);
+          // the role: the admin is "admin"
+          assert.equal(status.userType, userType);
           assert.equal(status.status, "online");
           assert.match(String(status.timestamp), ISO);
         }
@@ -107,15 +132,15 @@ Deno.test("status: userOnline, and who sees whom in onlineUsersUpdate and getOnl
 
     await t.step("agents and admins see everyone online", async () => {
       for (const socket of [admin, agent, agent2]) {
-        const update = await updates.get(socket)!.waitFor(sameIds(STAFF_SEES));
-        assertEntries(update.onlineUsers, ROLES);
+        const update = await updates.get(socket)!.waitFor(sameKeys(STAFF_SEES));
+        assertEntries(update.onlineUsers);
       }
     });
 
     await t.step("a client sees only the online agents, never customers or admins", async () => {
       for (const socket of [client, client2]) {
-        const update = await updates.get(socket)!.waitFor(sameIds(CLIENT_SEES));
-        assertEntries(update.onlineUsers, ROLES);
+        const update = await updates.get(socket)!.waitFor(sameKeys(CLIENT_SEES));
+        assertEntries(update.onlineUsers);
         for (const seen of updates.get(socket)!.events) {
           for (const u of seen.onlineUsers) assert.equal(u.userType, "agent", JSON.stringify(seen));
         }
@@ -124,14 +149,11 @@ Deno.test("status: userOnline, and who sees whom in onlineUsersUpdate and getOnl
 
     await t.step("getOnlineUsers → onlineUsersList (an array) filtered the same way", async () => {
       for (const { socket, userType } of all) {
-        const list = new Recorder<OnlineEntry[]>(socket, "onlineUsersList");
-        const ack = await socket.emitWithAck("getOnlineUsers");
-        assert.equal(ack.ok, true);
-        const users = await list.waitFor(() => true);
-        assert.ok(Array.isArray(users));
-        assertEntries(users, ROLES);
-        assert.deepEqual(ids(users), userType === "client" ? CLIENT_SEES : STAFF_SEES, userType);
-        socket.off("onlineUsersList");
+        assert.deepEqual(
+          await listed(socket),
+          userType === "client" ? CLIENT_SEES : STAFF_SEES,
+          userType,
+        );
       }
     });
 
@@ -141,9 +163,72 @@ Deno.test("status: userOnline, and who sees whom in onlineUsersUpdate and getOnl
       assert.equal(ack.code, "ACCESS_DENIED");
       const ack2 = await client.emitWithAck("userOffline", { userId: 123 });
       assert.equal(ack2.code, "ACCESS_DENIED");
-      const list = new Recorder<OnlineEntry[]>(admin, "onlineUsersList");
-      await admin.emitWithAck("getOnlineUsers");
-      assert.deepEqual(ids(await list.waitFor(() => true)), STAFF_SEES);
+      assert.deepEqual(await listed(admin), STAFF_SEES);
+    });
+  } finally {
+    disconnectAll(sockets);
+    await running.close();
+  }
+});
+
+Deno.test("status: customer 1 and the admin agent 1 online at once are two entries", async (t) => {
+  const kv = await Deno.openKv(":memory:");
+  const running = await startApp({ SEED_FILE: FIXTURE }, { kv });
+  const sockets: Socket[] = [];
+  try {
+    const admin = await connectSocketAs(running, "agent:1", sockets);
+    const pia = await connectSocketAs(running, "client:1", sockets);
+    const agent = await connectSocketAs(running, "agent:123", sockets);
+    const carla = await connectSocketAs(running, "client:789", sockets);
+    const agentUpdates = new Recorder<{ onlineUsers: OnlineEntry[] }>(agent, "onlineUsersUpdate");
+    const carlaUpdates = new Recorder<{ onlineUsers: OnlineEntry[] }>(carla, "onlineUsersUpdate");
+    const piaStatus = new Recorder<Record<string, unknown>>(pia, "userStatusUpdated");
+    const adminStatus = new Recorder<Record<string, unknown>>(admin, "userStatusUpdated");
+    await goOnline(admin, 1, "admin");
+    await goOnline(pia, 1, "client");
+
+    await t.step("each gets their own confirmation, with their own role", async () => {
+      const mine = await piaStatus.waitFor(() => true);
+      assert.equal(mine.userId, 1);
+      assert.equal(mine.userType, "client");
+      const theirs = await adminStatus.waitFor(() => true);
+      assert.equal(theirs.userId, 1);
+      assert.equal(theirs.userType, "admin");
+      assert.equal(piaStatus.events.length, 1);
+      assert.equal(adminStatus.events.length, 1);
+    });
+
+    await t.step("staff see both entries of id 1; customers see neither", async () => {
+      const update = await agentUpdates.waitFor(sameKeys(["admin:1", "client:1"]));
+      assertEntries(update.onlineUsers);
+      assert.deepEqual(await listed(agent), ["admin:1", "client:1"]);
+      assert.deepEqual(await listed(admin), ["admin:1", "client:1"]);
+      assert.equal(await socketKeys(kv, "agent:1"), 1);
+      assert.equal(await socketKeys(kv, "client:1"), 1);
+      // the admin is not shown to customers, nor are other customers
+      assert.deepEqual(await listed(carla), []);
+      assert.deepEqual(await listed(pia), []);
+      for (const seen of carlaUpdates.events) assert.deepEqual(seen.onlineUsers, []);
+    });
+
+    await t.step("the admin's userOffline leaves customer 1 online", async () => {
+      const mark = agentUpdates.events.length;
+      const ack = await admin.emitWithAck("userOffline", { userId: 1 });
+      assert.equal(ack.ok, true, JSON.stringify(ack));
+      await agentUpdates.waitFor(sameKeys(["client:1"]), mark);
+      assert.deepEqual(await listed(agent), ["client:1"]);
+      assert.equal(await socketKeys(kv, "client:1"), 1);
+    });
+
+    await t.step("customer 1's disconnect leaves the admin online", async () => {
+      await goOnline(admin, 1, "admin");
+      await agentUpdates.waitFor(sameKeys(["admin:1", "client:1"]));
+      const mark = agentUpdates.events.length;
+      pia.disconnect();
+      await agentUpdates.waitFor(sameKeys(["admin:1"]), mark);
+      assert.deepEqual(await listed(agent), ["admin:1"]);
+      assert.equal(await socketKeys(kv, "client:1"), 0);
+      assert.equal(await socketKeys(kv, "agent:1"), 1);
     });
   } finally {
     disconnectAll(sockets);
@@ -156,47 +241,41 @@ Deno.test("status: a user with two sockets stays online until the last one close
   const running = await startApp({ SEED_FILE: FIXTURE }, { kv });
   const sockets: Socket[] = [];
   try {
-    const admin = await connectSocketAs(running, "admin-1", sockets);
-    const client = await connectSocketAs(running, "client-789", sockets);
+    const admin = await connectSocketAs(running, "agent:1", sockets);
+    const client = await connectSocketAs(running, "client:789", sockets);
     const adminUpdates = new Recorder<{ onlineUsers: OnlineEntry[] }>(admin, "onlineUsersUpdate");
     const clientUpdates = new Recorder<{ onlineUsers: OnlineEntry[] }>(client, "onlineUsersUpdate");
-    const laptop = await connectSocketAs(running, "agent-123", sockets);
-    const phone = await connectSocketAs(running, "agent-123", sockets);
-    assert.equal(
-      (await laptop.emitWithAck("userOnline", { userId: 123, userType: "agent" })).ok,
-      true,
-    );
-    assert.equal(
-      (await phone.emitWithAck("userOnline", { userId: 123, userType: "agent" })).ok,
-      true,
-    );
-    await adminUpdates.waitFor(sameIds([123]));
-    await clientUpdates.waitFor(sameIds([123]));
-    assert.equal(await socketKeys(kv, 123), 2);
+    const laptop = await connectSocketAs(running, "agent:123", sockets);
+    const phone = await connectSocketAs(running, "agent:123", sockets);
+    await goOnline(laptop, 123, "agent");
+    await goOnline(phone, 123, "agent");
+    await adminUpdates.waitFor(sameKeys(["agent:123"]));
+    await clientUpdates.waitFor(sameKeys(["agent:123"]));
+    assert.equal(await socketKeys(kv, "agent:123"), 2);
 
     const mark = adminUpdates.events.length;
     const clientMark = clientUpdates.events.length;
     laptop.disconnect();
-    await eventually(async () => (await socketKeys(kv, 123)) === 1, "laptop's presence removed");
+    await eventually(
+      async () => (await socketKeys(kv, "agent:123")) === 1,
+      "laptop's presence removed",
+    );
     for (const socket of [admin, client]) {
-      const list = new Recorder<OnlineEntry[]>(socket, "onlineUsersList");
-      await socket.emitWithAck("getOnlineUsers");
-      assert.deepEqual(ids(await list.waitFor(() => true)), [123], "still online");
-      socket.off("onlineUsersList");
+      assert.deepEqual(await listed(socket), ["agent:123"], "still online");
     }
     // no update announced him gone
-    for (const u of adminUpdates.events.slice(mark)) assert.ok(ids(u.onlineUsers).includes(123));
+    for (const u of adminUpdates.events.slice(mark)) {
+      assert.ok(keys(u.onlineUsers).includes("agent:123"));
+    }
     for (const u of clientUpdates.events.slice(clientMark)) {
-      assert.ok(ids(u.onlineUsers).includes(123));
+      assert.ok(keys(u.onlineUsers).includes("agent:123"));
     }
 
     phone.disconnect();
-    await adminUpdates.waitFor(sameIds([]), mark);
-    await clientUpdates.waitFor(sameIds([]), clientMark);
-    const list = new Recorder<OnlineEntry[]>(admin, "onlineUsersList");
-    await admin.emitWithAck("getOnlineUsers");
-    assert.deepEqual(await list.waitFor(() => true), []);
-    assert.equal(await socketKeys(kv, 123), 0);
+    await adminUpdates.waitFor(sameKeys([]), mark);
+    await clientUpdates.waitFor(sameKeys([]), clientMark);
+    assert.deepEqual(await listed(admin), []);
+    assert.equal(await socketKeys(kv, "agent:123"), 0);
   } finally {
     disconnectAll(sockets);
     await running.close();
@@ -207,38 +286,28 @@ Deno.test("status: userOffline takes the user offline for everyone", async () =>
   const running = await startApp({ SEED_FILE: FIXTURE });
   const sockets: Socket[] = [];
   try {
-    const admin = await connectSocketAs(running, "admin-1", sockets);
-    const agent = await connectSocketAs(running, "agent-123", sockets);
-    const agent2 = await connectSocketAs(running, "agent-124", sockets);
-    const client = await connectSocketAs(running, "client-789", sockets);
+    const admin = await connectSocketAs(running, "agent:1", sockets);
+    const agent = await connectSocketAs(running, "agent:123", sockets);
+    const agent2 = await connectSocketAs(running, "agent:124", sockets);
+    const client = await connectSocketAs(running, "client:789", sockets);
     const observers = [admin, agent2, client];
     const recorders = observers.map((s) =>
       new Recorder<{ onlineUsers: OnlineEntry[] }>(s, "onlineUsersUpdate")
     );
     const status = new Recorder<Record<string, unknown>>(agent, "userStatusUpdated");
-    assert.equal(
-      (await agent.emitWithAck("userOnline", { userId: 123, userType: "agent" })).ok,
-      true,
-    );
-    assert.equal(
-      (await agent2.emitWithAck("userOnline", { userId: 124, userType: "agent" })).ok,
-      true,
-    );
-    for (const r of recorders) await r.waitFor(sameIds([123, 124]));
+    await goOnline(agent, 123, "agent");
+    await goOnline(agent2, 124, "agent");
+    for (const r of recorders) await r.waitFor(sameKeys(["agent:123", "agent:124"]));
     const marks = recorders.map((r) => r.events.length);
 
     const ack = await agent.emitWithAck("userOffline", { userId: 123 });
     assert.equal(ack.ok, true);
     const offline = await status.waitFor((s) => s.status === "offline");
     assert.equal(offline.userId, 123);
+    assert.equal(offline.userType, "agent");
     assert.match(String(offline.timestamp), ISO);
-    for (const [i, r] of recorders.entries()) await r.waitFor(sameIds([124]), marks[i]);
-    for (const socket of observers) {
-      const list = new Recorder<OnlineEntry[]>(socket, "onlineUsersList");
-      await socket.emitWithAck("getOnlineUsers");
-      assert.deepEqual(ids(await list.waitFor(() => true)), [124]);
-      socket.off("onlineUsersList");
-    }
+    for (const [i, r] of recorders.entries()) await r.waitFor(sameKeys(["agent:124"]), marks[i]);
+    for (const socket of observers) assert.deepEqual(await listed(socket), ["agent:124"]);
     // the socket itself is still connected and usable
     assert.equal(agent.connected, true);
     assert.equal((await agent.emitWithAck("getOnlineUsers")).ok, true);
@@ -258,31 +327,23 @@ Deno.test("status: without userHeartbeat a user expires and the sweep announces 
   const sockets: Socket[] = [];
   let beat: ReturnType<typeof setInterval> | undefined;
   try {
-    const admin = await connectSocketAs(running, "admin-1", sockets);
-    const silent = await connectSocketAs(running, "agent-123", sockets);
-    const alive = await connectSocketAs(running, "agent-124", sockets);
+    const admin = await connectSocketAs(running, "agent:1", sockets);
+    const silent = await connectSocketAs(running, "agent:123", sockets);
+    const alive = await connectSocketAs(running, "agent:124", sockets);
     const updates = new Recorder<{ onlineUsers: OnlineEntry[] }>(admin, "onlineUsersUpdate");
     const beats: Promise<{ ok: boolean }>[] = [];
-    assert.equal(
-      (await silent.emitWithAck("userOnline", { userId: 123, userType: "agent" })).ok,
-      true,
-    );
-    assert.equal(
-      (await alive.emitWithAck("userOnline", { userId: 124, userType: "agent" })).ok,
-      true,
-    );
+    await goOnline(silent, 123, "agent");
+    await goOnline(alive, 124, "agent");
     beat = setInterval(() => {
       beats.push(alive.emitWithAck("userHeartbeat", { userId: 124, timestamp: Date.now() }));
     }, TTL / 6);
-    await updates.waitFor(sameIds([123, 124]));
+    await updates.waitFor(sameKeys(["agent:123", "agent:124"]));
     const mark = updates.events.length;
 
     // the announcement comes from the sweep, within ttl + sweep interval + coalescing
-    const gone = await updates.waitFor(sameIds([124]), mark, 10_000);
-    assertEntries(gone.onlineUsers, ROLES);
-    const list = new Recorder<OnlineEntry[]>(admin, "onlineUsersList");
-    await admin.emitWithAck("getOnlineUsers");
-    assert.deepEqual(ids(await list.waitFor(() => true)), [124]);
+    const gone = await updates.waitFor(sameKeys(["agent:124"]), mark, 10_000);
+    assertEntries(gone.onlineUsers);
+    assert.deepEqual(await listed(admin), ["agent:124"]);
     // the silent user's socket is still connected: only presence expired
     assert.equal(silent.connected, true);
 
@@ -292,7 +353,7 @@ Deno.test("status: without userHeartbeat a user expires and the sweep announces 
       (await silent.emitWithAck("userHeartbeat", { userId: 123, timestamp: Date.now() })).ok,
       true,
     );
-    await updates.waitFor(sameIds([123, 124]), back);
+    await updates.waitFor(sameKeys(["agent:123", "agent:124"]), back);
 
     clearInterval(beat);
     beat = undefined;
@@ -308,24 +369,24 @@ Deno.test("status: without userHeartbeat a user expires and the sweep announces 
 Deno.test("status: a burst of 30 logins costs far fewer than 30 onlineUsersUpdate", async () => {
   const N = 30;
   const INTERVAL = 250; // PresenceFeed's coalescing interval
-  const fixture = JSON.parse(await Deno.readTextFile(FIXTURE));
-  for (let i = 0; i < N; i++) {
-    fixture.users.push({ id: 2000 + i, authId: `burst-${i}`, role: "client" });
-  }
-  const file = await Deno.makeTempFile({ suffix: ".json" });
-  await Deno.writeTextFile(file, JSON.stringify(fixture));
-  const running = await startApp({ SEED_FILE: file, RATE_LIMIT_STATUS: "1000" });
+  const running = await startApp({ SEED_FILE: FIXTURE, RATE_LIMIT_STATUS: "1000" });
   const sockets: Socket[] = [];
   try {
-    const admin = await connectSocketAs(running, "admin-1", sockets);
-    assert.equal(
-      (await admin.emitWithAck("userOnline", { userId: 1, userType: "admin" })).ok,
-      true,
-    );
+    // 30 more customers (client rows), ids 2000…2029
+    await running.app.services.store.loadFixture({
+      client: Array.from({ length: N }, (_, i) => ({
+        client_id: 2000 + i,
+        client_country_code: "+63",
+        client_number: `92000000${String(i).padStart(2, "0")}`,
+        client_is_active: true,
+      })),
+    });
+    const admin = await connectSocketAs(running, "agent:1", sockets);
+    await goOnline(admin, 1, "admin");
     const updates = new Recorder<{ onlineUsers: OnlineEntry[] }>(admin, "onlineUsersUpdate");
-    await updates.waitFor(sameIds([1]));
+    await updates.waitFor(sameKeys(["admin:1"]));
     const burst = await Promise.all(
-      Array.from({ length: N }, (_, i) => connectSocketAs(running, `burst-${i}`, sockets)),
+      Array.from({ length: N }, (_, i) => connectSocketAs(running, `client:${2000 + i}`, sockets)),
     );
     const mark = updates.events.length;
     const started = Date.now();
@@ -333,8 +394,8 @@ Deno.test("status: a burst of 30 logins costs far fewer than 30 onlineUsersUpdat
       burst.map((s, i) => s.emitWithAck("userOnline", { userId: 2000 + i, userType: "client" })),
     );
     for (const ack of acks) assert.equal(ack.ok, true);
-    const everyone = [1, ...Array.from({ length: N }, (_, i) => 2000 + i)];
-    await updates.waitFor(sameIds(everyone), mark);
+    const everyone = ["admin:1", ...Array.from({ length: N }, (_, i) => `client:${2000 + i}`)];
+    await updates.waitFor(sameKeys(everyone), mark);
     const elapsed = Date.now() - started;
     const received = updates.events.length - mark;
     // at most one broadcast per interval, plus one that may have started before the burst
@@ -342,11 +403,10 @@ Deno.test("status: a burst of 30 logins costs far fewer than 30 onlineUsersUpdat
     assert.ok(received <= bound, `${received} updates in ${elapsed} ms (bound ${bound})`);
     assert.ok(received < N, `${received} updates for ${N} logins`);
     // the last one lists all of them
-    assert.deepEqual(ids(updates.events.at(-1)!.onlineUsers), everyone);
+    assert.deepEqual(keys(updates.events.at(-1)!.onlineUsers), [...everyone].sort());
   } finally {
     disconnectAll(sockets);
     await running.close();
-    await Deno.remove(file);
   }
 });
 
@@ -358,29 +418,19 @@ Deno.test("status: presence holds across two processes sharing one KV", async ()
   const sockets: Socket[] = [];
   try {
     b = await startApp(env);
-    const agentOnA = await connectSocketAs(a, "agent-123", sockets);
-    const adminOnB = await connectSocketAs(b, "admin-1", sockets);
-    const clientOnB = await connectSocketAs(b, "client-789", sockets);
-    assert.equal(
-      (await agentOnA.emitWithAck("userOnline", { userId: 123, userType: "agent" })).ok,
-      true,
-    );
-    assert.equal(
-      (await clientOnB.emitWithAck("userOnline", { userId: 789, userType: "client" })).ok,
-      true,
-    );
-    const adminAck = await adminOnB.emitWithAck("getOnlineUsers");
-    assert.equal(adminAck.ok, true);
-    assert.deepEqual(ids(adminAck.onlineUsers), [123, 789]);
-    const list = new Recorder<OnlineEntry[]>(clientOnB, "onlineUsersList");
-    await clientOnB.emitWithAck("getOnlineUsers");
-    assert.deepEqual(ids(await list.waitFor(() => true)), [123]);
+    const agentOnA = await connectSocketAs(a, "agent:123", sockets);
+    const adminOnB = await connectSocketAs(b, "agent:1", sockets);
+    const clientOnB = await connectSocketAs(b, "client:789", sockets);
+    await goOnline(agentOnA, 123, "agent");
+    await goOnline(clientOnB, 789, "client");
+    assert.deepEqual(await listed(adminOnB), ["agent:123", "client:789"]);
+    assert.deepEqual(await listed(clientOnB), ["agent:123"]);
 
     // his disconnect on A takes him offline for B too
     agentOnA.disconnect();
     await eventually(async () => {
       const ack = await adminOnB.emitWithAck("getOnlineUsers");
-      return JSON.stringify(ids(ack.onlineUsers)) === JSON.stringify([789]);
+      return JSON.stringify(keys(ack.onlineUsers)) === JSON.stringify(["client:789"]);
     }, "agent offline as seen from B");
   } finally {
     disconnectAll(sockets);
@@ -399,7 +449,7 @@ Deno.test("status: a socket closed while its userOnline or userHeartbeat is in f
   try {
     // close at various moments while the status write is in flight
     for (let i = 0; i < 40; i++) {
-      const socket = await connectSocketAs(running, "agent-123", sockets);
+      const socket = await connectSocketAs(running, "agent:123", sockets);
       socket.emit(i % 2 ? "userHeartbeat" : "userOnline", { userId: 123, userType: "agent" });
       await sleep(i % 8);
       socket.disconnect();
