@@ -272,6 +272,33 @@ Deno.test("TypingThrottle: drops repeats within the interval", async (t) => {
   });
 });
 
+Deno.test("per person: agent 5 and customer 5 have budgets and throttles of their own", async (t) => {
+  await t.step("RateLimiter keyed by person key (as the handlers key it)", async () => {
+    const kv = await Deno.openKv(":memory:");
+    try {
+      const limiter = new RateLimiter(kv, { now: () => 0 });
+      const rule = { limit: 1, windowMs: 60_000 };
+      assert.equal((await limiter.consume(["message", "agent:5"], rule)).allowed, true);
+      assert.equal((await limiter.consume(["message", "agent:5"], rule)).allowed, false);
+      assert.equal((await limiter.consume(["message", "client:5"], rule)).allowed, true);
+      assert.equal((await limiter.consume(["read", "agent:5"], rule)).allowed, true);
+    } finally {
+      kv.close();
+    }
+  });
+
+  await t.step("TypingThrottle keyed by person key; forget drops one person only", () => {
+    const throttle = new TypingThrottle();
+    assert.equal(throttle.shouldRelay("agent:5", 456, true, 0), true);
+    assert.equal(throttle.shouldRelay("client:5", 456, true, 1), true);
+    assert.equal(throttle.shouldRelay("agent:5", 456, true, 2), false);
+    throttle.forget("agent:5");
+    assert.equal(throttle.size, 1);
+    assert.equal(throttle.shouldRelay("agent:5", 456, true, 3), true);
+    assert.equal(throttle.shouldRelay("client:5", 456, true, 4), false);
+  });
+});
+
 Deno.test("TypingThrottle: leaves nothing behind", async (t) => {
   await t.step("forget(userId) at disconnect empties the map", () => {
     const throttle = new TypingThrottle();
