@@ -7,24 +7,20 @@
 import assert from "node:assert/strict";
 import { Metrics } from "../src/metrics.ts";
 import { KvStore } from "../src/store/kv_store.ts";
-import type { ChatStore } from "../src/store/mod.ts";
+import type { ChatStore, Fixture } from "../src/store/mod.ts";
 import { TimedPresence, TimedRateLimiter, timedStore } from "../src/store/timed.ts";
 
-const FIXTURE = {
-  departments: [{ id: 1, name: "Support" }],
-  users: [
-    {
-      id: 789,
-      authId: "client-789",
-      role: "client" as const,
-      departments: [],
-      firstName: "C",
-      lastName: "L",
-    },
-  ],
-  chatGroups: [
-    { id: 456, clientId: 789, departmentId: 1, agentId: null, status: "active" as const },
-  ],
+const AUTH_ID = "00000000-0000-4000-8000-000000000123";
+
+const FIXTURE: Fixture = {
+  department: [{ dept_id: 1, dept_name: "Support" }],
+  sys_user: [{
+    sys_user_id: 123,
+    sys_user_email: "john@servana.example",
+    supabase_user_id: AUTH_ID,
+  }],
+  client: [{ client_id: 789, client_country_code: "+63", client_number: "9171234567" }],
+  chat_group: [{ chat_group_id: 456, client_id: 789, dept_id: 1, status: "active" }],
 };
 
 Deno.test("timedStore: same answers as the store, each call observed by backend and op", async () => {
@@ -34,23 +30,39 @@ Deno.test("timedStore: same answers as the store, each call observed by backend 
   try {
     assert.equal(store.kind, "kv");
     await store.loadFixture(FIXTURE);
-    assert.equal((await store.getUserByAuthId("client-789"))?.id, 789);
-    assert.equal(await store.getUser(1), null);
+    assert.deepEqual((await store.findAgentsByAuthId(AUTH_ID)).map((a) => a.id), [123]);
+    assert.equal((await store.getPerson({ kind: "client", id: 789 }))?.kind, "client");
+    assert.equal(await store.getPerson({ kind: "agent", id: 789 }), null);
+    assert.deepEqual(
+      (await store.getPeople([{ kind: "agent", id: 123 }, { kind: "client", id: 789 }]))
+        .map((p) => `${p.kind}:${p.id}`).sort(),
+      ["agent:123", "client:789"],
+    );
+    assert.equal((await store.getConversation(456))?.customer?.id, 789);
     const { message, created } = await store.addMessage({
       chatGroupId: 456,
-      senderId: 789,
-      senderType: "client",
-      message: "hi",
+      sender: { kind: "client", id: 789 },
+      body: "hi",
     });
     assert.equal(created, true);
     assert.deepEqual((await store.listMessages(456)).map((m) => m.id), [message.id]);
+    assert.deepEqual(await store.countChatGroups(), { total: 1, active: 1 });
     await store.ping();
-    assert.equal(metrics.storeLatency.count({ backend: "kv", op: "getUser" }), 1);
-    assert.equal(metrics.storeLatency.count({ backend: "kv", op: "getUserByAuthId" }), 1);
-    assert.equal(metrics.storeLatency.count({ backend: "kv", op: "addMessage" }), 1);
-    assert.equal(metrics.storeLatency.count({ backend: "kv", op: "listMessages" }), 1);
-    assert.equal(metrics.storeLatency.count({ backend: "kv", op: "loadFixture" }), 1);
-    assert.equal(metrics.storeLatency.count({ backend: "kv", op: "ping" }), 1);
+    const counts = {
+      findAgentsByAuthId: 1,
+      getPerson: 2,
+      getPeople: 1,
+      getConversation: 1,
+      addMessage: 1,
+      listMessages: 1,
+      countChatGroups: 1,
+      loadFixture: 1,
+      ping: 1,
+      getChatGroup: 0,
+    };
+    for (const [op, count] of Object.entries(counts)) {
+      assert.equal(metrics.storeLatency.count({ backend: "kv", op }), count, op);
+    }
     assert.match(
       metrics.render(),
       /servana_store_duration_seconds_bucket\{backend="kv",op="addMessage",le="\+Inf"\} 1/,
@@ -78,6 +90,52 @@ Deno.test("timedStore: a failing call is observed and its error passes through u
   assert.equal(metrics.storeLatency.count({ backend: "postgres", op: "getChatGroup" }), 1);
 });
 
+Deno.test("timedStore: every method reaches the same method of the store, with its arguments", async () => {
+  const methods = [
+    "findAgentsByAuthId",
+    "getPerson",
+    "getPeople",
+    "listAgents",
+    "getDepartment",
+    "listDepartments",
+    "getChatGroup",
+    "getChatGroups",
+    "getConversation",
+    "countChatGroups",
+    "addMessage",
+    "markDelivered",
+    "markRead",
+    "listMessages",
+    "listQueued",
+    "activeLoads",
+    "assignQueued",
+    "loadFixture",
+    "ping",
+  ] as const;
+  const calls: string[] = [];
+  const fake: Record<string, unknown> = { kind: "postgres", close: () => Promise.resolve() };
+  for (const name of methods) {
+    fake[name] = (...args: unknown[]) => {
+      calls.push(name);
+      return Promise.resolve({ answeredBy: name, args });
+    };
+  }
+  const metrics = new Metrics();
+  const store = timedStore(fake as unknown as ChatStore, metrics) as unknown as Record<
+    string,
+    (...args: unknown[]) => Promise<unknown>
+  >;
+  for (const name of methods) {
+    // as many arguments as the method declares
+    const args = [{ name }, 2, { maxActive: 3 }].slice(0, store[name].length);
+    assert.deepEqual(await store[name](...args), { answeredBy: name, args }, name);
+    assert.equal(metrics.storeLatency.count({ backend: "postgres", op: name }), 1, name);
+  }
+  assert.deepEqual(calls, [...methods]);
+  await (store.close as () => Promise<void>)();
+  assert.doesNotMatch(metrics.render(), /op="close"/);
+});
+
 Deno.test("TimedRateLimiter and TimedPresence: KV calls observed, results unchanged", async () => {
   const kv = await Deno.openKv(":memory:");
   const metrics = new Metrics();
@@ -89,14 +147,17 @@ Deno.test("TimedRateLimiter and TimedPresence: KV calls observed, results unchan
     assert.equal(metrics.storeLatency.count({ backend: "kv", op: "rate_limit.consume" }), 2);
 
     const presence = new TimedPresence(kv, metrics, { ttlMs: 60_000 });
-    const entry = { userId: 7, userType: "agent" as const, socketId: "s1" };
+    const person = { kind: "agent" as const, id: 7 };
+    const entry = { person, userType: "agent" as const, socketId: "s1" };
     assert.equal((await presence.online(entry)).cameOnline, true);
-    assert.deepEqual((await presence.list()).map((u) => u.userId), [7]);
-    assert.equal(await presence.heartbeat(7, "s1"), true);
-    assert.equal((await presence.socketClosed(7, "s1")).wentOffline, true);
+    assert.deepEqual((await presence.list()).map((u) => [u.userId, u.userType]), [[7, "agent"]]);
+    assert.equal(await presence.heartbeat(person, "s1"), true);
+    assert.equal((await presence.socketClosed(person, "s1")).wentOffline, true);
+    assert.deepEqual(await presence.offline(person), { wentOffline: false });
     assert.deepEqual(await presence.sweep(), []);
-    for (const op of ["online", "list", "heartbeat", "socketClosed", "sweep"]) {
-      assert.ok(metrics.storeLatency.count({ backend: "kv", op: `presence.${op}` }) >= 1, op);
+    const counts = { online: 1, list: 1, heartbeat: 1, socketClosed: 1, offline: 1, sweep: 1 };
+    for (const [op, count] of Object.entries(counts)) {
+      assert.equal(metrics.storeLatency.count({ backend: "kv", op: `presence.${op}` }), count, op);
     }
   } finally {
     kv.close();
