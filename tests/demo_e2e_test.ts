@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
 import { loadConfig } from "../src/config.ts";
 import { type App, createApp } from "../src/server.ts";
+import { eventually } from "./support/clients.ts";
 
 /** The few DOM members the functions run inside the page use (this module has no DOM lib). */
 interface PageDocument {
@@ -116,9 +117,10 @@ async function openConsole(browser: Browser, url: string): Promise<Person> {
   return { context, page, problems };
 }
 
-async function logIn(person: Person, userId: number, expectedName: string): Promise<void> {
+/** Logs in as the fixture person `who` (`agent:123`, `client:789`) through the page. */
+async function logIn(person: Person, who: string, expectedName: string): Promise<void> {
   const { page } = person;
-  await page.selectOption("#user-select", String(userId));
+  await page.selectOption("#user-select", who);
   await page.click("#login");
   await page.waitForSelector("#status.pill.on");
   assert.match(await page.textContent("#status") ?? "", new RegExp(expectedName));
@@ -146,6 +148,19 @@ async function waitText(page: Page, selector: string, text: string): Promise<voi
       [...document.querySelectorAll(sel)].some((node) => node.textContent?.includes(expected)),
     [selector, text] as const,
   );
+}
+
+/** The chat groups the page offers as buttons. */
+async function groupButtons(page: Page): Promise<string[]> {
+  return await page.$$eval(
+    "#group-buttons button",
+    (nodes) => nodes.map((n) => (n as unknown as { dataset: { group: string } }).dataset.group),
+  );
+}
+
+/** The entries of the online list, as shown (name, role, "you"). */
+async function onlineTexts(page: Page): Promise<string[]> {
+  return await page.$$eval("#online-list li", (nodes) => nodes.map((n) => n.textContent ?? ""));
 }
 
 async function messageTexts(page: Page): Promise<string[]> {
@@ -176,8 +191,8 @@ Deno.test({
       });
 
       await t.step("each logs in with the HttpOnly cookie and connects", async () => {
-        await logIn(agent, 123, "John Doe");
-        await logIn(client, 789, "Carla Client");
+        await logIn(agent, "agent:123", "John Doe");
+        await logIn(client, "client:789", "Carla Client");
         for (const person of [agent, client]) {
           const cookies = await person.context.cookies();
           const cookie = cookies.find((c) => c.name === "access_token");
@@ -186,6 +201,13 @@ Deno.test({
           // the page's script cannot read it
           assert.equal(await person.page.evaluate(() => document.cookie), "");
         }
+      });
+
+      await t.step("the group buttons offer the groups each person may join", async () => {
+        // 456 and 458 (resolved) are the customer's and department 1's; 457 and 459 are
+        // department 2's, which agent 123 is not in
+        assert.deepEqual(await groupButtons(client.page), ["456", "458"]);
+        assert.deepEqual(await groupButtons(agent.page), ["456", "458"]);
       });
 
       await t.step("each sees the other online", async () => {
@@ -272,18 +294,44 @@ Deno.test({
 
       await t.step("an admin sees every user online and the room stats", async () => {
         const admin = await openConsole(browser, served.url);
+        const pia = await openConsole(browser, served.url);
         try {
-          await logIn(admin, 1, "Ada Admin");
+          await logIn(admin, "agent:1", "Ada Admin");
           assert.equal(await admin.page.isVisible("#stats-card"), true);
+          assert.deepEqual(await groupButtons(admin.page), ["456", "457", "458", "459"]);
           for (const id of [1, 123, 789]) {
             await admin.page.waitForSelector(`#online-list li[data-user-id="${id}"]`);
           }
-          await waitText(admin.page, "#stats", "online3");
-          // demo/fixture.json: 3 chat groups, 2 of them active
-          assert.match(await admin.page.textContent("#stats") ?? "", /^rooms3active2online3at/);
+          // the admin (department 2 too) connecting drained the queue: 459 is active now
+          await eventually(
+            async () => (await served.app.services.store.getChatGroup(459))?.status === "active",
+            "459 assigned from the queue",
+          );
+          await admin.page.click("#get-stats");
+          // demo/fixture.json: 4 chat groups, 456, 457 and now 459 active; 3 people online
+          await waitText(admin.page, "#stats", "rooms4active3online3at");
+
+          // customer 1 (Pia) and the admin agent 1 are two people with the same number
+          await logIn(pia, "client:1", "Pia");
+          assert.deepEqual(await groupButtons(pia.page), ["459"]);
+          await admin.page.waitForFunction(() =>
+            [...document.querySelectorAll("#online-list li")].some((n) =>
+              n.textContent?.startsWith("Pia")
+            )
+          );
+          const seen = await onlineTexts(admin.page);
+          assert.deepEqual(seen.filter((text) => /^(Ada Admin|Pia)/.test(text)), [
+            "Ada Adminadminyou",
+            "Piaclient",
+          ]);
+          // a customer sees the online agents only: not the admin, not other customers
+          await pia.page.waitForSelector('#online-list li[data-user-id="123"]');
+          assert.deepEqual(await onlineTexts(pia.page), ["John Doeagent"]);
           assert.deepEqual(admin.problems, []);
+          assert.deepEqual(pia.problems, []);
         } finally {
           await admin.context.close();
+          await pia.context.close();
         }
         // the agent's and client's consoles are not admin consoles
         assert.equal(await agent.page.isVisible("#stats-card"), false);
