@@ -22,7 +22,8 @@
  * Every change to one person's connections (or to one person's membership of
  * one conversation) checks and bumps that version key in the same atomic
  * commit, so "first" and "last" are true for exactly one caller and the cap
- * holds under concurrent handshakes.
+ * holds under concurrent handshakes; the last entry's removal deletes the
+ * version key, so nothing is left per person or conversation.
  *
  * @module
  */
@@ -239,8 +240,11 @@ export class Membership {
       const version = await this.#kv.get<number>(versionKey);
       const { live } = await this.#entries(prefix);
       const others = live.filter((key) => key[key.length - 1] !== entryKey[entryKey.length - 1]);
-      const op = this.#kv.atomic().check(version).set(versionKey, (version.value ?? 0) + 1)
+      const op = this.#kv.atomic().check(version)
         .delete(entryKey).delete([PREFIX, "own", this.processId, ...entryKey]);
+      // the last entry takes its version key along: nothing stays behind per person
+      if (others.length === 0) op.delete(versionKey);
+      else op.set(versionKey, (version.value ?? 0) + 1);
       const commit = await op.commit();
       return commit.ok ? { last: others.length === 0 } : null;
     });

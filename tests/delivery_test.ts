@@ -17,6 +17,7 @@ import { io as connect, type Socket } from "socket.io-client";
 import { setLogSink } from "../src/log.ts";
 import { ChaosProxy } from "./support/chaos_proxy.ts";
 import { MemberClient } from "./support/delivery_client.ts";
+import { tokenFor } from "./support/clients.ts";
 import { type RunningApp, startApp } from "./support/server.ts";
 
 const GROUP = 456;
@@ -29,24 +30,24 @@ const CUTS_PER_MEMBER = 4;
 const CUT_SPACING_MS = 1_700;
 
 const MEMBERS = [
-  { authId: "client-789", transports: ["websocket"] },
-  { authId: "client-789", transports: ["polling", "websocket"] },
-  { authId: "agent-123", transports: ["websocket"] },
-  { authId: "agent-123", transports: ["polling", "websocket"] },
-  { authId: "admin-1", transports: ["websocket"] },
-  { authId: "admin-1", transports: ["polling"] },
+  { who: "client:789", transports: ["websocket"] },
+  { who: "client:789", transports: ["polling", "websocket"] },
+  { who: "agent:123", transports: ["websocket"] },
+  { who: "agent:123", transports: ["polling", "websocket"] },
+  { who: "agent:1", transports: ["websocket"] },
+  { who: "agent:1", transports: ["polling"] },
 ];
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-async function connectSender(running: RunningApp, authId: string): Promise<Socket> {
+async function connectSender(running: RunningApp, who: string): Promise<Socket> {
   const socket = connect(running.url, {
     forceNew: true,
     reconnection: false,
     transports: ["websocket"],
-    auth: { token: await running.app.mintDevToken!(authId) },
+    auth: { token: await tokenFor(running, who) },
   });
   const { promise, resolve, reject } = Promise.withResolvers<void>();
   socket.once("connect", () => resolve());
@@ -108,17 +109,17 @@ Deno.test("delivery: every acked message reaches every member exactly once throu
       members.push(
         new MemberClient({
           url: proxy.url,
-          token: await running.app.mintDevToken!(member.authId),
+          token: await tokenFor(running, member.who),
           chatGroupId: GROUP,
           transports: member.transports,
-          name: `${member.authId}/${member.transports.join("+")}#${i}`,
+          name: `${member.who}/${member.transports.join("+")}#${i}`,
         }),
       );
     }
     await Promise.all(members.map((m) => m.settle()));
     senders.push(
-      await connectSender(running, "client-789"),
-      await connectSender(running, "agent-123"),
+      await connectSender(running, "client:789"),
+      await connectSender(running, "agent:123"),
     );
 
     let stopping = false;

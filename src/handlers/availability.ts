@@ -140,6 +140,13 @@ export async function availabilityOnConnect(ctx: EventContext): Promise<void> {
   if (person.kind !== "agent") return;
   const { services, socket } = ctx;
   const { record, changed } = await services.availability.connected(person, socket.id);
+  if (!socket.connected) {
+    // closed meanwhile: its disconnect may have run before this entry was written
+    if (await services.members.connectionCount(person) === 0) {
+      await services.availability.disconnected(person.id);
+    }
+    return;
+  }
   if (!changed) return;
   announceAvailability(services.io, person, {
     status: record.userPresence,

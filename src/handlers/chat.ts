@@ -108,6 +108,11 @@ async function enterRoom(ctx: EventContext, group: ChatGroup): Promise<boolean> 
   const { socket, services } = ctx;
   const already = socket.rooms.has(chatRoom(group.id));
   const { first } = await services.members.join(group.id, personOf(ctx), socket.id);
+  if (!socket.connected) {
+    // closed while the entry was written: its disconnect clean-up could not see it
+    await services.members.leave(group.id, personOf(ctx), socket.id);
+    return false;
+  }
   socket.join(chatRooms(group.id));
   if (first && !already) {
     socket.to(chatRoom(group.id)).emit("userJoined", roomNoticePayload(personOf(ctx), group.id));

@@ -212,19 +212,25 @@ export async function syncRooms(ctx: EventContext, previous: Person | null): Pro
  */
 export async function startSession(ctx: EventContext): Promise<void> {
   const { socket, services } = ctx;
-  socket.on("disconnect", () => void services.track(endSession(ctx)));
+  // socket.io leaves every room before "disconnect": note them while they are known
+  let rooms: string[] = [];
+  socket.on("disconnecting", () => rooms = [...socket.rooms]);
+  socket.on("disconnect", () => void services.track(endSession(ctx, rooms)));
   scheduleExpiry(socket, socket.data.expiresAt, services.config.auth.expiryWarningSec);
   if (socket.recovered) await syncRooms(ctx, null);
   else socket.join(roomsOnConnect(personOf(ctx)));
-  for (const room of socket.rooms) {
+  for (const room of [...socket.rooms]) {
     const id = chatGroupOfRoom(room);
-    if (id !== null && socket.connected) await services.members.join(id, personOf(ctx), socket.id);
+    if (id === null || !socket.connected) continue;
+    await services.members.join(id, personOf(ctx), socket.id);
+    // closed meanwhile: its disconnect clean-up has run without this entry
+    if (!socket.connected) await services.members.leave(id, personOf(ctx), socket.id);
   }
   await availabilityOnConnect(ctx);
 }
 
 /** What a disconnect leaves behind goes: timers, throttles, presence, memberships, the connection. */
-async function endSession(ctx: EventContext): Promise<void> {
+async function endSession(ctx: EventContext, rooms: readonly string[]): Promise<void> {
   const { socket, services } = ctx;
   const person = personOf(ctx);
   expiryTimers.get(socket)?.();
@@ -235,7 +241,7 @@ async function endSession(ctx: EventContext): Promise<void> {
   presenceOnDisconnect(ctx);
   try {
     // a dropped socket leaves silently: with connection state recovery it comes back
-    for (const room of socket.rooms) {
+    for (const room of rooms) {
       const id = chatGroupOfRoom(room);
       if (id !== null) await services.members.leave(id, person, socket.id);
     }
