@@ -348,7 +348,7 @@ Deno.test("Membership: a dead process is reaped by one process, the next finds n
 
 Deno.test({
   // Fails with "TypeError: database is locked" thrown by the claim commit of
-  // reap() (src/membership.ts:195), which, unlike every other commit of the
+  // reap() in src/membership.ts, which, unlike every other commit of the
   // module, does not go through retryCommit. Reported; run it once fixed.
   ignore: true,
   name: "Membership: two processes reaping at once claim each dead process once",
@@ -371,7 +371,7 @@ Deno.test({
 
 Deno.test({
   // Fails: reap() returns client 9 twice, once per dead process
-  // (src/membership.ts:205-208 push per process without de-duplicating), so
+  // (reap() in src/membership.ts pushes per process without de-duplicating), so
   // the server announces the same person's last disconnect twice. Reported;
   // run it once fixed.
   ignore: true,
