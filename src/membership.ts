@@ -28,7 +28,7 @@
  * @module
  */
 
-import { retryCommit } from "./kv_retry.ts";
+import { retryCommit, tryCommit } from "./kv_retry.ts";
 import { parsePersonKey, personKey, type PersonRef } from "./store/mod.ts";
 
 /** Options of {@linkcode Membership}. */
@@ -80,12 +80,14 @@ export class Membership {
 
   /** Registers this process and starts its heartbeat (and, given `onReaped`, the reaper). */
   async start(options: { onReaped?: (gone: PersonRef[]) => void } = {}): Promise<void> {
-    await this.#kv.atomic()
-      .set([PREFIX, "procs", this.processId], { startedAt: this.#now() })
-      .set([PREFIX, "proc", this.processId], { beatAt: this.#now() }, {
-        expireIn: this.#beatMs * 4,
-      })
-      .commit();
+    await this.#retry(async () => {
+      const op = this.#kv.atomic()
+        .set([PREFIX, "procs", this.processId], { startedAt: this.#now() })
+        .set([PREFIX, "proc", this.processId], { beatAt: this.#now() }, {
+          expireIn: this.#beatMs * 4,
+        });
+      return (await tryCommit(op)) ? true : null;
+    });
     this.#beat = setInterval(() => {
       this.#kv.set([PREFIX, "proc", this.processId], { beatAt: this.#now() }, {
         expireIn: this.#beatMs * 4,
@@ -187,26 +189,33 @@ export class Membership {
    * dead process is claimed by one of them.
    */
   async reap(): Promise<PersonRef[]> {
-    const gone: PersonRef[] = [];
+    const people = new Set<string>();
     for await (const entry of this.#kv.list({ prefix: [PREFIX, "procs"] })) {
       const processId = entry.key[2] as string;
       if (processId === this.processId || (await this.#aliveSet([processId])).has(processId)) {
         continue;
       }
-      const claim = await this.#kv.atomic().check(entry).delete(entry.key).commit();
-      if (!claim.ok) continue;
-      const people = new Set<string>();
+      // entries first (deleting twice is harmless), the registration last: a reap that
+      // fails half-way leaves the registration, and the next one finishes the work
+      const mine = new Set<string>();
       const keys: Deno.KvKey[] = [];
       for await (const own of this.#kv.list({ prefix: [PREFIX, "own", processId] })) {
         const item = own.key.slice(3);
         keys.push(own.key, item);
-        if (item[1] === "conn") people.add(item[2] as string);
+        if (item[1] === "conn") mine.add(item[2] as string);
       }
       await this.#deleteAll(keys);
-      for (const who of people) {
-        const ref = parsePersonKey(who);
-        if (ref !== null && (await this.connectionCount(ref)) === 0) gone.push(ref);
-      }
+      const claimed = await this.#retry(async () => {
+        const now = await this.#kv.get(entry.key);
+        if (now.versionstamp !== entry.versionstamp) return false; // another process claimed it
+        return (await tryCommit(this.#kv.atomic().check(now).delete(entry.key))) ? true : null;
+      });
+      if (claimed) { for (const who of mine) people.add(who); }
+    }
+    const gone: PersonRef[] = [];
+    for (const who of people) {
+      const ref = parsePersonKey(who);
+      if (ref !== null && (await this.connectionCount(ref)) === 0) gone.push(ref);
     }
     return gone;
   }
@@ -237,10 +246,12 @@ export class Membership {
     entryKey: Deno.KvKey,
   ): Promise<{ last: boolean }> {
     return await this.#retry(async () => {
-      const version = await this.#kv.get<number>(versionKey);
+      const [version, current] = await this.#kv.getMany<[number, Owned]>([versionKey, entryKey]);
+      // never recorded, or already removed: nothing changes, and nobody "left"
+      if (current.value === null) return { last: false };
       const { live } = await this.#entries(prefix);
       const others = live.filter((key) => key[key.length - 1] !== entryKey[entryKey.length - 1]);
-      const op = this.#kv.atomic().check(version)
+      const op = this.#kv.atomic().check(version).check(current)
         .delete(entryKey).delete([PREFIX, "own", this.processId, ...entryKey]);
       // the last entry takes its version key along: nothing stays behind per person
       if (others.length === 0) op.delete(versionKey);
@@ -295,9 +306,12 @@ export class Membership {
 
   async #deleteAll(keys: Deno.KvKey[]): Promise<void> {
     for (let i = 0; i < keys.length; i += BATCH) {
-      const op = this.#kv.atomic();
-      for (const key of keys.slice(i, i + BATCH)) op.delete(key);
-      await op.commit();
+      const batch = keys.slice(i, i + BATCH);
+      await this.#retry(async () => {
+        const op = this.#kv.atomic();
+        for (const key of batch) op.delete(key);
+        return (await tryCommit(op)) ? true : null;
+      });
     }
   }
 

@@ -27,7 +27,8 @@ function isKvFile(path: string | null): path is string {
 
 function directoryOf(path: string): string {
   const dir = path.replace(/[/\\][^/\\]*$/, "");
-  return dir === path || dir === "" ? "." : dir;
+  if (dir === path) return ".";
+  return dir === "" ? path[0] : dir;
 }
 
 /**

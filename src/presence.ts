@@ -267,7 +267,10 @@ export class Presence {
         lastSeen: new Date(record.lastSeen).toISOString(),
       });
     }
-    return users;
+    // keys sort as text ("agent:123" < "agent:40"): order by kind, then id
+    return users.sort((a, b) =>
+      kindOrder(a.userType) - kindOrder(b.userType) || a.userId - b.userId
+    );
   }
 
   /** Whether the user has a live socket. */
@@ -348,6 +351,11 @@ export class Presence {
   #retry<T>(attempt: () => Promise<T | null>): Promise<T> {
     return retryCommit(attempt, { maxAttempts: this.#maxAttempts, what: "presence" });
   }
+}
+
+/** Agents and admins (one id space) before customers. */
+function kindOrder(userType: UserType): number {
+  return userType === "client" ? 1 : 0;
 }
 
 function userKeyOf(person: PersonRef): Deno.KvKey {

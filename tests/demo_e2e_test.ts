@@ -211,14 +211,14 @@ Deno.test({
       });
 
       await t.step("each sees the other online", async () => {
-        await agent.page.waitForSelector('#online-list li[data-user-id="789"]');
-        await client.page.waitForSelector('#online-list li[data-user-id="123"]');
+        await agent.page.waitForSelector('#online-list li[data-person="client:789"]');
+        await client.page.waitForSelector('#online-list li[data-person="agent:123"]');
         assert.match(
-          await agent.page.textContent('#online-list li[data-user-id="789"]') ?? "",
+          await agent.page.textContent('#online-list li[data-person="client:789"]') ?? "",
           /Carla Client\s*client/,
         );
         assert.match(
-          await agent.page.textContent('#online-list li[data-user-id="123"]') ?? "",
+          await agent.page.textContent('#online-list li[data-person="agent:123"]') ?? "",
           /John Doe.*you/,
         );
       });
@@ -299,8 +299,8 @@ Deno.test({
           await logIn(admin, "agent:1", "Ada Admin");
           assert.equal(await admin.page.isVisible("#stats-card"), true);
           assert.deepEqual(await groupButtons(admin.page), ["456", "457", "458", "459"]);
-          for (const id of [1, 123, 789]) {
-            await admin.page.waitForSelector(`#online-list li[data-user-id="${id}"]`);
+          for (const person of ["agent:1", "agent:123", "client:789"]) {
+            await admin.page.waitForSelector(`#online-list li[data-person="${person}"]`);
           }
           // the admin (department 2 too) connecting drained the queue: 459 is active now
           await eventually(
@@ -325,7 +325,7 @@ Deno.test({
             "Piaclient",
           ]);
           // a customer sees the online agents only: not the admin, not other customers
-          await pia.page.waitForSelector('#online-list li[data-user-id="123"]');
+          await pia.page.waitForSelector('#online-list li[data-person="agent:123"]');
           assert.deepEqual(await onlineTexts(pia.page), ["John Doeagent"]);
           assert.deepEqual(admin.problems, []);
           assert.deepEqual(pia.problems, []);

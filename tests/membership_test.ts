@@ -347,10 +347,7 @@ Deno.test("Membership: a dead process is reaped by one process, the next finds n
 });
 
 Deno.test({
-  // Fails with "TypeError: database is locked" thrown by the claim commit of
-  // reap() in src/membership.ts, which, unlike every other commit of the
-  // module, does not go through retryCommit. Reported; run it once fixed.
-  ignore: true,
+  // failed with "TypeError: database is locked" before reap() retried its commits
   name: "Membership: two processes reaping at once claim each dead process once",
   async fn() {
     const { nodes, close } = await cluster(3);
@@ -370,11 +367,7 @@ Deno.test({
 });
 
 Deno.test({
-  // Fails: reap() returns client 9 twice, once per dead process
-  // (reap() in src/membership.ts pushes per process without de-duplicating), so
-  // the server announces the same person's last disconnect twice. Reported;
-  // run it once fixed.
-  ignore: true,
+  // reap() used to report client 9 once per dead process
   name: "Membership: a person whose connections were on two dead processes is reported once",
   async fn() {
     const { nodes, close } = await cluster(3);
@@ -405,6 +398,23 @@ Deno.test("Membership: close removes everything the process wrote", async () => 
     const left = await keys(nodes[1].kv);
     assert.ok(left.every((key) => !key.includes('"p1"') && !key.includes('"a-1"')), `${left}`);
     assert.equal(await b.connectionCount(CLIENT_789), 1);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("Membership: removing what was never recorded, or twice, reports no one leaving", async () => {
+  const { nodes, close } = await cluster(1);
+  const [a] = nodes.map((node) => node.members);
+  try {
+    assert.deepEqual(await a.leave(456, AGENT_123, "never-joined"), { last: false });
+    await a.connect(AGENT_123, "a-1", { max: 5 });
+    assert.deepEqual(await a.disconnect(AGENT_123, "a-1"), { last: true });
+    assert.deepEqual(
+      await a.disconnect(AGENT_123, "a-1"),
+      { last: false },
+      "a repeat changes nothing",
+    );
   } finally {
     await close();
   }

@@ -5,7 +5,6 @@ import {
   type RateLimitResult,
   type RateLimitRule,
   type RateLimitState,
-  TokenBucket,
   TypingThrottle,
 } from "../src/rate_limit.ts";
 
@@ -333,20 +332,4 @@ Deno.test("TypingThrottle: leaves nothing behind", async (t) => {
     assert.equal(throttle.size, 1);
     assert.equal(throttle.shouldRelay(2, 1, true, 1000), false);
   });
-});
-
-Deno.test("TokenBucket: a burst of `capacity`, then `refillPerSec`", () => {
-  let now = 0;
-  const bucket = new TokenBucket({ capacity: 3, refillPerSec: 2, now: () => now });
-  assert.deepEqual([bucket.take(), bucket.take(), bucket.take()], [0, 0, 0]);
-  assert.equal(bucket.take(), 500, "the next token comes in 500 ms");
-  now = 499;
-  assert.equal(bucket.take(), 1);
-  now = 500;
-  assert.equal(bucket.take(), 0);
-  now = 100_000; // a long pause refills to capacity, not beyond
-  assert.deepEqual([bucket.take(), bucket.take(), bucket.take()], [0, 0, 0]);
-  assert.ok(bucket.take() > 0);
-  assert.throws(() => new TokenBucket({ capacity: 0, refillPerSec: 1 }), RangeError);
-  assert.throws(() => new TokenBucket({ capacity: 1, refillPerSec: 0 }), RangeError);
 });

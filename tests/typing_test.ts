@@ -294,3 +294,25 @@ Deno.test("typing after losing access is refused and the socket leaves the room"
     });
   }, { env: { ACCESS_RECHECK_INTERVAL: "600000" } });
 });
+
+Deno.test("typing: not relayed to the typist's own other tabs", async () => {
+  await withCast(async ({ running, agent, client }) => {
+    const secondTab = await connectAs(running, "agent:123");
+    try {
+      await agent.join(456);
+      await client.join(456);
+      await secondTab.join(456);
+      const marks = [client.mark(), secondTab.mark()];
+      await agent.expectOk("typing", { chatGroupId: 456 });
+      await client.next("typing", marks[0]);
+      await secondTab.sync();
+      assert.equal(
+        secondTab.received.slice(marks[1]).filter((r) => r.event === "typing").length,
+        0,
+        "John's other tab does not show John typing",
+      );
+    } finally {
+      secondTab.close();
+    }
+  });
+});

@@ -72,12 +72,15 @@ export function demoPageData(devLogin: boolean): DemoPageData {
     kind: "agent" as const,
     id: u.sys_user_id,
     role: agentRole(u.role_id == null ? null : roles.get(u.role_id) ?? null),
+    departments: (fixture.sys_user_department ?? [])
+      .filter((d) => d.sys_user_id === u.sys_user_id).map((d) => d.dept_id),
     ...names(u.prof_id),
   }));
   const customers = (fixture.client ?? []).map((c) => ({
     kind: "client" as const,
     id: c.client_id,
     role: "client" as const,
+    departments: [],
     ...names(c.prof_id),
   }));
   return {

@@ -12,6 +12,8 @@ export interface DemoUser {
   kind: "agent" | "client";
   id: number;
   role: "admin" | "agent" | "client";
+  /** Department ids (agents). */
+  departments: number[];
   firstName: string;
   lastName: string;
 }
@@ -348,8 +350,12 @@ export const DEMO_JS = `(function () {
     if (!user) return;
     for (var i = 0; i < data.groups.length; i++) {
       var g = data.groups[i];
+      // the access rule: customers their own, agents assigned or of their departments, admins all
       var mine = user.role === "admin" ||
-        (user.kind === "client" ? g.clientId === user.id : g.agentId === user.id || g.agentId === null);
+        (user.kind === "client"
+          ? g.clientId === user.id
+          : g.agentId === user.id ||
+            (g.departmentId !== null && user.departments.indexOf(g.departmentId) >= 0));
       if (!mine) continue;
       var button = make("button", g.status === "resolved" ? "closed" : "", "#" + g.id);
       button.type = "button";
@@ -554,7 +560,7 @@ export const DEMO_JS = `(function () {
       return (order[a.userType] - order[b.userType]) || (a.userId - b.userId);
     }).forEach(function (u) {
       var item = make("li");
-      item.dataset.userId = String(u.userId);
+      item.dataset.person = kindOf(u.userType) + ":" + u.userId;
       item.title = "last seen " + u.lastSeen;
       item.appendChild(make("span", "dot"));
       item.appendChild(make("span", "name", displayName(u.userId, u.userType)));

@@ -68,6 +68,8 @@ export interface SendInput {
   chatGroupId: number;
   /** The text as sent (cleaned before it is stored). */
   text: string;
+  /** The payload field that held the text (`message`, or the apps' `chat_body`), for errors. */
+  textField: "message" | "chat_body";
   /** The seed's `clientId`: when given it must be the conversation's customer. */
   clientId?: number;
   /** Makes a retried send idempotent. */
@@ -231,7 +233,11 @@ export async function sendChatMessage(input: SendInput, ctx: EventContext, event
   const { socket, services } = ctx;
   const max = services.config.maxMessageLength;
   if (input.text.length > max) {
-    throw invalidField("message", `longer than ${max} characters`, `at most ${max} characters`);
+    throw invalidField(
+      input.textField,
+      `longer than ${max} characters`,
+      `at most ${max} characters`,
+    );
   }
   const member = socket.rooms.has(chatRoom(input.chatGroupId));
   if (!member && !input.joinIfNeeded) {
@@ -258,10 +264,14 @@ export async function sendChatMessage(input: SendInput, ctx: EventContext, event
   await enforceRateLimit(ctx, "message", event);
   const body = cleanChatText(input.text);
   if (body.length === 0) {
-    throw invalidField("message", "empty after sanitizing", "must contain text");
+    throw invalidField(input.textField, "empty after sanitizing", "must contain text");
   }
   if (storedBytes(body) > MAX_STORED_BYTES) {
-    throw invalidField("message", "too large to store", `at most ${MAX_STORED_BYTES} bytes stored`);
+    throw invalidField(
+      input.textField,
+      "too large to store",
+      `at most ${MAX_STORED_BYTES} bytes stored`,
+    );
   }
   if (!member) await enterRoom(ctx, group);
 

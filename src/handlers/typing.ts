@@ -10,7 +10,7 @@
  * @module
  */
 
-import { canAccessChatGroup, chatRoom } from "../access.ts";
+import { canAccessChatGroup, chatRoom, personRoom } from "../access.ts";
 import { displayName, personKey } from "../store/mod.ts";
 import { type Claim, exitRoom } from "./chat.ts";
 import { assertSelf, denyAccess, type EventContext, personOf } from "./context.ts";
@@ -46,7 +46,8 @@ export async function relayTyping(input: TypingInput, ctx: EventContext, event: 
     await exitRoom(ctx, input.chatGroupId, { announce: true });
     denyAccess(ctx, event, { chatGroupId: input.chatGroupId, reason: "access_revoked" });
   }
-  socket.to(room).emit(input.isTyping ? "typing" : "stopTyping", {
+  // not to the typist's own other tabs
+  socket.to(room).except(personRoom(person)).emit(input.isTyping ? "typing" : "stopTyping", {
     chatGroupId: input.chatGroupId,
     userId: person.id,
     userType: person.kind,

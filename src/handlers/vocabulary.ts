@@ -20,7 +20,7 @@ import {
   availableByDepartment,
   updateAvailability,
 } from "./availability.ts";
-import { getMessages, joinChat, leaveChat, sendChatMessage } from "./chat.ts";
+import { getMessages, joinChat, leaveChat, sendChatMessage, type SendInput } from "./chat.ts";
 import { idSchema, noPayloadSchema, userTypeSchema } from "./context.ts";
 import { bind, type Binding } from "./dispatch.ts";
 import { refreshSession } from "./session.ts";
@@ -62,6 +62,7 @@ export const contractMessageSchema = z.object({
 }).transform((p) => ({
   chatGroupId: p.chatGroupId,
   text: p.message,
+  textField: "message" as const,
   clientId: p.clientId,
   clientMessageId: p.clientMessageId,
   joinIfNeeded: false,
@@ -80,6 +81,7 @@ export const appMessageSchema = z.object({
 }).transform((p) => ({
   chatGroupId: p.chat_group_id,
   text: p.chat_body,
+  textField: "chat_body" as const,
   clientMessageId: p.clientMessageId,
   joinIfNeeded: true,
 }));
@@ -165,7 +167,7 @@ export const EVENTS: ReadonlyMap<string, Binding> = new Map<string, Binding>([
   [
     "sendMessage",
     bind({
-      schema: byShape((p) => isAppMessage(p) ? appMessageSchema : contractMessageSchema),
+      schema: byShape<SendInput>((p) => isAppMessage(p) ? appMessageSchema : contractMessageSchema),
       run: sendChatMessage,
       failureEvent: (p) => isAppMessage(p) ? "messageError" : "error",
     }),

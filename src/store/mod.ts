@@ -94,7 +94,7 @@ export function displayName(person: Pick<PersonFields, "firstName" | "lastName">
 export interface Department {
   id: number;
   name: string;
-  /** `dept_is_active` (NULL counts as active, as the column defaults to true). */
+  /** `dept_is_active` (NULL is not active: the original lists departments where it is true). */
   active: boolean;
 }
 

@@ -634,7 +634,8 @@ export class PostgresStore implements ChatStore {
         for (const row of fixture.department ?? []) {
           await tx`
             insert into department (dept_id, dept_name, dept_is_active)
-            values (${row.dept_id}, ${row.dept_name}, ${row.dept_is_active ?? true})
+            values (${row.dept_id}, ${row.dept_name},
+              ${row.dept_is_active === undefined ? true : row.dept_is_active})
             on conflict (dept_id) do update set dept_name = excluded.dept_name,
               dept_is_active = excluded.dept_is_active`;
         }
