@@ -52,8 +52,8 @@ Deno.test({
       const b = await spawnServer(cwd, env);
       servers.push(b);
 
-      const agent = await as(a, "agent-123");
-      const client = await as(b, "client-789");
+      const agent = await as(a, "agent:123");
+      const client = await as(b, "client:789");
 
       await t.step("an agent on A and a client on B chat both ways", async () => {
         assert.equal((await request(agent, "joinChatGroup", { groupId: 456 })).ok, true);
@@ -96,8 +96,8 @@ Deno.test({
           (await request(client, "userOnline", { userId: 789, userType: "client" })).ok,
           true,
         );
-        const staffOnA = await as(a, "admin-1");
-        const staffOnB = await as(b, "agent-124");
+        const staffOnA = await as(a, "agent:1");
+        const staffOnB = await as(b, "agent:124");
         const fromA = (await request(staffOnA, "getOnlineUsers")).onlineUsers as OnlineUser[];
         const fromB = (await request(staffOnB, "getOnlineUsers")).onlineUsers as OnlineUser[];
         const ids = (list: OnlineUser[]) => list.map((u) => u.userId).sort((x, y) => x - y);
@@ -106,8 +106,8 @@ Deno.test({
       });
 
       await t.step("the message rate limit counts across both processes", async () => {
-        const onA = await as(a, "client-790");
-        const onB = await as(b, "client-790");
+        const onA = await as(a, "client:790");
+        const onB = await as(b, "client:790");
         for (const s of [onA, onB]) {
           assert.equal((await request(s, "joinChatGroup", { groupId: 457 })).ok, true);
         }
@@ -130,8 +130,8 @@ Deno.test({
       await t.step(
         "connection state recovery through Redis after a dropped transport",
         async () => {
-          const watcher = await as(a, "agent-124");
-          const dropped = await as(b, "client-790", true);
+          const watcher = await as(a, "agent:124");
+          const dropped = await as(b, "client:790", true);
           assert.equal((await request(watcher, "joinChatGroup", { groupId: 457 })).ok, true);
           assert.equal((await request(dropped, "joinChatGroup", { groupId: 457 })).ok, true);
           // a first broadcast gives the client an offset to resume from
@@ -164,10 +164,14 @@ Deno.test({
       );
 
       await t.step("disconnectUser from an admin on A disconnects the user on B", async () => {
-        const admin = await as(a, "admin-1");
+        const admin = await as(a, "agent:1");
         const forced = nextEvent(client, "forcedDisconnect");
         const gone = new Promise<string>((resolve) => client.once("disconnect", resolve));
-        const ack = await request(admin, "disconnectUser", { userId: 789, reason: "cluster test" });
+        const ack = await request(admin, "disconnectUser", {
+          userId: 789,
+          userType: "client",
+          reason: "cluster test",
+        });
         assert.equal(ack.ok, true, JSON.stringify(ack));
         assert.equal(ack.disconnected, 1);
         assert.equal((await forced).reason, "cluster test");

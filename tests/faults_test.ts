@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { tokenFor } from "./support/clients.ts";
 import postgres from "postgres";
 import type { Socket } from "socket.io-client";
 import { migrate } from "../src/store/migrate.ts";
@@ -114,10 +115,10 @@ Deno.test({
       const b = await spawnServer(cwd, env);
       servers.push(b);
       // group 456 lives on A only; group 457 spans A (client) and B (agent)
-      const agentA = await as(a, "agent-123");
-      const clientA = await as(a, "client-789");
-      const clientA2 = await as(a, "client-790");
-      const agentB = await as(b, "agent-124");
+      const agentA = await as(a, "agent:123");
+      const clientA = await as(a, "client:789");
+      const clientA2 = await as(a, "client:790");
+      const agentB = await as(b, "agent:124");
       for (
         const [s, g] of [[agentA, 456], [clientA, 456], [clientA2, 457], [agentB, 457]] as const
       ) {
@@ -153,7 +154,7 @@ Deno.test({
         assert.equal((await got).chat_id, ack.chat_id);
 
         // a new connection and a join (fetchSockets) work too
-        const late = await as(a, "agent-123");
+        const late = await as(a, "agent:123");
         const joined = await request(late, "joinChatGroup", { groupId: 456 });
         assert.equal(joined.ok, true, JSON.stringify(joined));
         const back = nextEvent(late, "receiveMessage", (p) => p.chat_message === "to the newcomer");
@@ -241,9 +242,9 @@ Deno.test({
       }
       app = await startApp({ DATABASE_URL: pg.url, SEED_FILE: "demo/fixture.json" });
       const running = app;
-      const mint = running.app.mintDevToken as (authId: string) => Promise<string>;
-      const agent = await connectClient(running.url, await mint("agent-123"));
-      const client = await connectClient(running.url, await mint("client-789"));
+      const mint = (who: string) => tokenFor(running, who);
+      const agent = await connectClient(running.url, await mint("agent:123"));
+      const client = await connectClient(running.url, await mint("client:789"));
       sockets.push(agent, client);
       const seen: string[] = [];
       agent.on("receiveMessage", (p: { chat_message: string }) => seen.push(p.chat_message));

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { io as connect, type Socket } from "socket.io-client";
-import { mintToken } from "../src/auth/mod.ts";
+import { testSecrets, tokenForPerson } from "./support/people.ts";
 import { compileFlags, freePort, ROOT_PATH } from "./support/processes.ts";
 
 const root = new URL("../", import.meta.url);
@@ -57,7 +57,9 @@ Deno.test("compile permissions: least privilege, and the server runs under exact
       PORT: String(port),
       KV_PATH: "./data/servana.kv",
       SEED_FILE: `${ROOT_PATH}demo/fixture.json`,
-      SUPABASE_JWT_SECRET: secret,
+      SUPABASE_JWT_SECRET: testSecrets(secret).agents,
+      JWT_ACCESS_SECRET: testSecrets(secret).customers,
+      SOCKET_CORS_ORIGINS: "http://localhost:5173",
       SHUTDOWN_TIMEOUT: "5000",
       NO_COLOR: "1",
     },
@@ -84,14 +86,14 @@ Deno.test("compile permissions: least privilege, and the server runs under exact
           transports,
           forceNew: true,
           reconnection: false,
-          auth: { token: await mintToken({ authId: "agent-123" }, { secret }) },
+          auth: { token: await tokenForPerson("agent:123", testSecrets(secret)) },
         });
         const client = connect(url, {
           transports,
           forceNew: true,
           reconnection: false,
           extraHeaders: {
-            authorization: `Bearer ${await mintToken({ authId: "client-789" }, { secret })}`,
+            authorization: `Bearer ${await tokenForPerson("client:789", testSecrets(secret))}`,
           },
         });
         sockets.push(agent, client);
@@ -112,7 +114,11 @@ Deno.test("compile permissions: least privilege, and the server runs under exact
     }
 
     await t.step("development-only routes are absent in production", async () => {
-      const res = await fetch(`${url}/dev/login`, { method: "POST", body: "{}" });
+      const res = await fetch(`${url}/dev/login`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      });
       assert.equal(res.status, 404);
       await res.body?.cancel();
     });
@@ -133,5 +139,46 @@ Deno.test("compile permissions: least privilege, and the server runs under exact
     const [, stderr] = await output;
     assert.ok(!stderr.includes("PermissionDenied") && !stderr.includes("NotCapable"), stderr);
     await Deno.remove(cwd, { recursive: true });
+  }
+});
+
+/** Runs main.ts under the compile task's flags with `env`; returns its exit code and stderr. */
+async function runBinary(cwd: string, env: Record<string, string>) {
+  const result = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--config", `${ROOT_PATH}deno.json`, ...compileFlags(), `${ROOT_PATH}main.ts`],
+    cwd,
+    env: {
+      APP_ENV: "production",
+      HOST: "127.0.0.1",
+      PORT: String(freePort()),
+      SUPABASE_JWT_SECRET: "permissions-test-secret-0123456789abcdef",
+      SOCKET_CORS_ORIGINS: "http://localhost:5173",
+      NO_COLOR: "1",
+      ...env,
+    },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: result.code, stderr: new TextDecoder().decode(result.stderr) };
+}
+
+Deno.test("a permission the binary lacks stops start-up with one line naming the variable", async (t) => {
+  const cwd = await Deno.makeTempDir({ prefix: "servana-perm-" });
+  const outside = await Deno.makeTempDir({ prefix: "servana-outside-" });
+  try {
+    await t.step("KV_PATH outside ./data", async () => {
+      const { code, stderr } = await runBinary(cwd, { KV_PATH: `${outside}/servana.kv` });
+      assert.equal(code, 1);
+      const lines = stderr.trim().split("\n");
+      assert.equal(lines.length, 1, stderr);
+      assert.match(
+        lines[0],
+        /^permission error: KV_PATH: .*servana\.kv is outside what this process may write.*\.\/data/,
+      );
+      assert.ok(!stderr.includes("NotCapable") && !stderr.includes("    at "), "no stack trace");
+    });
+  } finally {
+    await Deno.remove(cwd, { recursive: true });
+    await Deno.remove(outside, { recursive: true });
   }
 });

@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { tokenFor } from "./support/clients.ts";
 import type { Socket } from "socket.io-client";
 import { setDebug, setLogSink } from "../src/log.ts";
 import { redisAdapter, RedisUnavailableError } from "../src/scale.ts";
@@ -41,9 +42,9 @@ Deno.test({
     const second = await startApp(env);
     const sockets: Socket[] = [];
     try {
-      const mint = first.app.mintDevToken as (authId: string) => Promise<string>;
-      const agent = await connectClient(first.url, await mint("agent-123"));
-      const client = await connectClient(second.url, await mint("client-789"));
+      const mint = (who: string) => tokenFor(first, who);
+      const agent = await connectClient(first.url, await mint("agent:123"));
+      const client = await connectClient(second.url, await mint("client:789"));
       sockets.push(agent, client);
       assert.equal((await request(agent, "joinChatGroup", { groupId: 456 })).ok, true);
       assert.equal((await request(client, "joinChatGroup", { groupId: 456 })).ok, true);

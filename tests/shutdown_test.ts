@@ -15,7 +15,8 @@
 
 import assert from "node:assert/strict";
 import { io as connect, type Socket } from "socket.io-client";
-import { mintToken } from "../src/auth/mod.ts";
+import { tokenFor } from "./support/clients.ts";
+import { testSecrets, tokenForPerson } from "./support/people.ts";
 import { setLogSink } from "../src/log.ts";
 import { KvStore } from "../src/store/kv_store.ts";
 import { MemberClient, type MessagePayload } from "./support/delivery_client.ts";
@@ -66,9 +67,8 @@ Deno.test("shutdown in-process: 503 and refused handshakes at once, the in-fligh
   const running = await startApp({ SEED_FILE: "demo/fixture.json" }, { kv, store });
   const sockets: Socket[] = [];
   try {
-    const mint = running.app.mintDevToken!;
-    const client = connectSocket(running.url, await mint("client-789"), ["websocket"]);
-    const agent = connectSocket(running.url, await mint("agent-123"), ["polling"]);
+    const client = connectSocket(running.url, await tokenFor(running, "client:789"), ["websocket"]);
+    const agent = connectSocket(running.url, await tokenFor(running, "agent:123"), ["polling"]);
     sockets.push(client, agent);
     await Promise.all([connected(client), connected(agent)]);
     for (const socket of [client, agent]) {
@@ -99,7 +99,7 @@ Deno.test("shutdown in-process: 503 and refused handshakes at once, the in-fligh
         forceNew: true,
         reconnection: false,
         transports,
-        auth: { token: await mint("agent-123") },
+        auth: { token: await tokenFor(running, "agent:123") },
       });
       sockets.push(late);
       await once(late, "connect_error");
@@ -149,7 +149,9 @@ function spawnServer(cwd: string, port: number): Child {
       PORT: String(port),
       KV_PATH: "./data/servana.kv",
       SEED_FILE: `${ROOT_PATH}demo/fixture.json`,
-      SUPABASE_JWT_SECRET: SECRET,
+      SUPABASE_JWT_SECRET: testSecrets(SECRET).agents,
+      JWT_ACCESS_SECRET: testSecrets(SECRET).customers,
+      SOCKET_CORS_ORIGINS: "http://localhost:5173",
       RATE_LIMIT_MESSAGES: "4000",
       RATE_LIMIT_WINDOW: "1000",
       SHUTDOWN_TIMEOUT: "10000",
@@ -296,12 +298,12 @@ Deno.test("shutdown: SIGTERM during acked sends exits 0, clients reconnect to th
     const members: MemberClient[] = [];
     try {
       await waitReady(url, child);
-      sender = new Sender(url, await mintToken({ authId: "client-789" }, { secret: SECRET }));
+      sender = new Sender(url, await tokenForPerson("client:789", testSecrets(SECRET)));
       for (const transports of [["websocket"], ["polling", "websocket"]]) {
         members.push(
           new MemberClient({
             url,
-            token: await mintToken({ authId: "agent-123" }, { secret: SECRET }),
+            token: await tokenForPerson("agent:123", testSecrets(SECRET)),
             chatGroupId: GROUP,
             transports,
             name: `agent-123/${transports.join("+")}`,
@@ -369,8 +371,8 @@ Deno.test("shutdown: kill -9 during acked sends loses no acked message (restart 
     const senders: Sender[] = [];
     try {
       await waitReady(url, child);
-      for (const authId of ["client-789", "agent-123"]) {
-        const sender = new Sender(url, await mintToken({ authId }, { secret: SECRET }));
+      for (const who of ["client:789", "agent:123"]) {
+        const sender = new Sender(url, await tokenForPerson(who, testSecrets(SECRET)));
         senders.push(sender);
         await connected(sender.socket);
       }
