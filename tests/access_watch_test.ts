@@ -12,7 +12,10 @@ import postgres from "postgres";
 import { closeAll, connectAs, type TestClient } from "./support/clients.ts";
 import { postgresAvailable, startPostgres } from "./support/postgres.ts";
 import { startApp } from "./support/server.ts";
+import { checkAccess } from "../src/handlers/access_watch.ts";
+import { KvStore } from "../src/store/kv_store.ts";
 import { migrate } from "../src/store/migrate.ts";
+import { FailingStore } from "./support/failing_store.ts";
 
 const ENV = { SEED_FILE: "demo/fixture.json", ACCESS_RECHECK_INTERVAL: "100" };
 
@@ -237,4 +240,31 @@ Deno.test({
       await pg.stop();
     }
   },
+});
+
+Deno.test("a conversation joined while a check reads the conversations is left alone", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const store = new FailingStore(new KvStore(kv));
+  const running = await startApp({ ...ENV, ACCESS_RECHECK_INTERVAL: "600000" }, { kv, store });
+  const clients: (TestClient | undefined)[] = [];
+  try {
+    await store.loadFixture({
+      chat_group: [{ chat_group_id: 473, client_id: 790, dept_id: 1, status: "active" }],
+    });
+    const agent = await connectAs(running, "agent:123");
+    clients.push(agent);
+    await agent.join(456);
+    const hold = store.holdNextGetChatGroups();
+    const check = checkAccess(running.app.services, new Set());
+    await hold.entered;
+    // joined after the check listed the conversations it reads (456 only)
+    await agent.join(473);
+    hold.release();
+    await check;
+    assert.equal(rooms(running, agent).has("chat_473"), true, "not taken for a missing group");
+    assert.equal(rooms(running, agent).has("chat_456"), true);
+    assert.equal(agent.count("chat:left"), 0);
+  } finally {
+    await closeAll(running, clients);
+  }
 });

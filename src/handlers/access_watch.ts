@@ -81,7 +81,8 @@ export async function checkAccess(services: Services, resolvedSeen: Set<string>)
     }
     for (const room of [...socket.rooms]) {
       const id = chatGroupOfRoom(room);
-      if (id === null) continue;
+      // joined after this check read the conversations: the next check decides
+      if (id === null || !groupIds.has(id)) continue;
       const group = groups.get(id);
       let revoke = group === undefined || !canAccessChatGroup(now, group);
       if (!revoke && group !== undefined && isResolved(group)) {

@@ -67,7 +67,7 @@ export function scrubCredentials(handshake: AppSocket["handshake"]): void {
  * whose `message` is the code and whose `data` is `{ code, message }`.
  */
 export function authMiddleware(
-  services: Pick<Services, "authenticator" | "metrics" | "members" | "config">,
+  services: Services,
 ): (socket: AppSocket, next: (err?: ExtendedError) => void) => void {
   return (socket, next) => {
     const handshake = socket.handshake;
@@ -108,7 +108,9 @@ export function authMiddleware(
       // a socket closed before it connected never sees "disconnect": give its slot back
       socket.conn.once("close", () => {
         if (!socket.connected) {
-          services.members.disconnect(identity.person, socket.id).catch(() => {});
+          services.track(releaseConnection(services, identity.person, socket.id)).catch(
+            (error) => log("warn", "disconnect clean-up failed", { error: String(error) }),
+          );
         }
       });
       scrubCredentials(handshake);
@@ -245,11 +247,20 @@ async function endSession(ctx: EventContext, rooms: readonly string[]): Promise<
       const id = chatGroupOfRoom(room);
       if (id !== null) await services.members.leave(id, person, socket.id);
     }
-    const { last } = await services.members.disconnect(person, socket.id);
-    if (last) await availabilityOnLastDisconnect(services, person);
+    await releaseConnection(services, person, socket.id);
   } catch (error) {
     log("warn", "disconnect clean-up failed", { error: String(error) });
   }
+}
+
+/** Gives a connection's slot back; the person's last one takes an agent offline. */
+async function releaseConnection(
+  services: Services,
+  person: Person,
+  socketId: string,
+): Promise<void> {
+  const { last } = await services.members.disconnect(person, socketId);
+  if (last) await availabilityOnLastDisconnect(services, person);
 }
 
 /**

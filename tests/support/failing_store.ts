@@ -38,6 +38,7 @@ export class FailingStore implements ChatStore {
   readonly #inner: ChatStore;
   #hold: { entered: () => void; released: Promise<void> } | null = null;
   #addHold: { entered: () => void; released: Promise<void> } | null = null;
+  #batchHold: { entered: () => void; released: Promise<void> } | null = null;
 
   constructor(inner: ChatStore) {
     this.#inner = inner;
@@ -62,8 +63,24 @@ export class FailingStore implements ChatStore {
   listDepartments(): Promise<Department[]> {
     return this.#inner.listDepartments();
   }
-  getChatGroups(ids: readonly number[]): Promise<ChatGroup[]> {
-    return this.#inner.getChatGroups(ids);
+  /**
+   * Makes the next `getChatGroups` (the access check's batch read) wait
+   * until `release()` is called; `entered` resolves once it is waiting.
+   */
+  holdNextGetChatGroups(): { entered: Promise<void>; release: () => void } {
+    const entered = Promise.withResolvers<void>();
+    const released = Promise.withResolvers<void>();
+    this.#batchHold = { entered: entered.resolve, released: released.promise };
+    return { entered: entered.promise, release: released.resolve };
+  }
+  async getChatGroups(ids: readonly number[]): Promise<ChatGroup[]> {
+    const hold = this.#batchHold;
+    if (hold) {
+      this.#batchHold = null;
+      hold.entered();
+      await hold.released;
+    }
+    return await this.#inner.getChatGroups(ids);
   }
   /**
    * Makes the next read of a chat group (`getChatGroup`, `getConversation`) wait until `release()` is called;

@@ -30,7 +30,9 @@ if (command === "emit") {
     if (length >= before + emits.length) break;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-  console.log(JSON.stringify({ emitted: emits.length, streamLength: await redis.xLen(streamName) }));
+  console.log(
+    JSON.stringify({ emitted: emits.length, streamLength: await redis.xLen(streamName) }),
+  );
   // done: the adapter's blocking stream reader would keep the process alive
   process.exit(0);
 } else if (command === "presence") {
