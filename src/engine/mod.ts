@@ -222,7 +222,9 @@ export class Engine extends EventEmitter {
     const sid = ereq._query.sid;
     if (sid) {
       const client = this.clients.get(sid);
-      if (!client) return { code: ERRORS.UNKNOWN_SID, context: { sid } };
+      if (!client || client.expireIfOverdue()) {
+        return { code: ERRORS.UNKNOWN_SID, context: { sid } };
+      }
       const previousTransport = client.transport.name;
       if (!isUpgrade && previousTransport !== transport) {
         return {

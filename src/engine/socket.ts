@@ -8,6 +8,7 @@
 import { EventEmitter } from "node:events";
 import { log } from "../log.ts";
 import type { Packet, PacketData, PacketOptions, PacketType } from "./parser.ts";
+import { PollingTransport } from "./polling.ts";
 import type { EngineRequest, Transport } from "./transport.ts";
 
 /** Lifecycle of a session. */
@@ -55,6 +56,10 @@ export class EngineSocket extends EventEmitter {
   #pingTimeoutTimer: ReturnType<typeof setTimeout> | undefined;
   #waitingForPong = false;
   #refreshedPingTimeout = false;
+  /** When the next ping is due (performance.now() time). */
+  #pingDueAt = 0;
+  /** When the session is dead without a pong (performance.now() time). */
+  #heartbeatDeadline = Infinity;
   readonly #options: SessionOptions;
 
   constructor(id: string, transport: Transport, request: EngineRequest, options: SessionOptions) {
@@ -97,7 +102,7 @@ export class EngineSocket extends EventEmitter {
     if (this.#waitingForPong && !this.#refreshedPingTimeout && packet.type !== "pong") {
       // a busy client may answer the ping late, behind other packets
       this.#refreshedPingTimeout = true;
-      this.#resetPingTimeout();
+      this.#resetPingTimeout(performance.now() + this.#options.pingTimeout);
     }
     switch (packet.type) {
       case "ping":
@@ -126,19 +131,41 @@ export class EngineSocket extends EventEmitter {
 
   #schedulePing(): void {
     clearTimeout(this.#pingIntervalTimer);
+    clearTimeout(this.#pingTimeoutTimer);
+    const { pingInterval, pingTimeout } = this.#options;
+    this.#pingDueAt = performance.now() + pingInterval;
+    this.#heartbeatDeadline = this.#pingDueAt + pingTimeout;
     this.#pingIntervalTimer = setTimeout(() => {
       this.#refreshedPingTimeout = false;
       this.#waitingForPong = true;
       this.sendPacket("ping");
-      this.#resetPingTimeout();
-    }, this.#options.pingInterval);
+      // the deadline counts from when the ping was due, not from when a
+      // (possibly late) timer sent it
+      this.#resetPingTimeout(this.#pingDueAt + pingTimeout);
+    }, pingInterval);
   }
 
-  #resetPingTimeout(): void {
+  #resetPingTimeout(deadline: number): void {
     clearTimeout(this.#pingTimeoutTimer);
+    this.#heartbeatDeadline = deadline;
     this.#pingTimeoutTimer = setTimeout(() => {
       if (this.#state !== "closed") this.#close("ping timeout");
-    }, this.#options.pingTimeout);
+    }, Math.max(0, deadline - performance.now()));
+  }
+
+  /**
+   * Closes the session with "ping timeout" when its heartbeat deadline
+   * (ping due + `pingTimeout` without a pong) has passed, even though the
+   * timer has not fired yet: Deno's timers run a millisecond or more late, so
+   * a request that arrives just after the deadline would otherwise still find
+   * the session open. The engine calls it for every request that names the
+   * session. Returns whether the session is closed.
+   */
+  expireIfOverdue(now: number = performance.now()): boolean {
+    if (this.#state === "closed") return true;
+    if (now < this.#heartbeatDeadline) return false;
+    this.#close("ping timeout");
+    return true;
   }
 
   #setTransport(transport: Transport): void {
@@ -189,11 +216,15 @@ export class EngineSocket extends EventEmitter {
       if (packet.type === "ping" && packet.data === "probe") {
         transport.send([{ type: "pong", data: "probe" }]);
         this.emit("upgrading", transport);
-        check();
+        // as the reference: the pending poll gets its noop on the first check,
+        // 100 ms on, not at once, so that an upgrade packet already on its way
+        // (sent right after the probe) completes the upgrade first and a poll
+        // sent after it is refused (see PollingTransport#doClose)
         clearInterval(checkTimer);
         checkTimer = setInterval(check, 100);
       } else if (packet.type === "upgrade" && this.#state !== "closed") {
         cleanup();
+        if (this.transport instanceof PollingTransport) this.transport.refusePendingPoll();
         this.transport.discard();
         this.upgraded = true;
         this.#clearTransport();
@@ -236,6 +267,7 @@ export class EngineSocket extends EventEmitter {
   #close(reason: string, description?: unknown): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
+    this.#heartbeatDeadline = Infinity;
     clearTimeout(this.#pingIntervalTimer);
     clearTimeout(this.#pingTimeoutTimer);
     this.#packetsFn = [];
