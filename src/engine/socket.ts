@@ -8,6 +8,7 @@
 import { EventEmitter } from "node:events";
 import { log } from "../log.ts";
 import type { Packet, PacketData, PacketOptions, PacketType } from "./parser.ts";
+import type { PendingSessions } from "./pending.ts";
 import { PollingTransport } from "./polling.ts";
 import type { EngineRequest, Transport } from "./transport.ts";
 
@@ -22,6 +23,19 @@ export interface SessionOptions {
   maxHttpBufferSize: number;
   /** Transports this session may upgrade to (sent in the handshake). */
   upgrades: string[];
+  /**
+   * Most bytes waiting to reach the client (the session's write buffer plus
+   * what the WebSocket has not written yet); over it the session is closed.
+   * Text is counted in UTF-16 code units (a lower bound of its UTF-8 size).
+   */
+  maxBufferedBytes: number;
+  /**
+   * How long a closing long-polling session waits for the client's next poll
+   * (to hand it the last packets, then the close packet), ms.
+   */
+  closeTimeout: number;
+  /** The engine's pending sessions, where this one starts (null: no limits). */
+  pending: PendingSessions | null;
 }
 
 type SentCallback = (transport: Transport) => void;
@@ -49,6 +63,9 @@ export class EngineSocket extends EventEmitter {
 
   #state: SocketState = "opening";
   #writeBuffer: Packet[] = [];
+  /** Size of the packets in #writeBuffer (text in UTF-16 code units). */
+  #queuedBytes = 0;
+  #authenticated = false;
   #packetsFn: SentCallback[] = [];
   #sentCallbackFn: (SentCallback[] | null)[] = [];
   #cleanupTransport: (() => void) | null = null;
@@ -76,6 +93,38 @@ export class EngineSocket extends EventEmitter {
   /** `opening`, `open`, `closing` or `closed`. */
   get readyState(): SocketState {
     return this.#state;
+  }
+
+  /** Whether the application marked the session authenticated. */
+  get authenticated(): boolean {
+    return this.#authenticated;
+  }
+
+  /**
+   * Marks the session authenticated: it stops counting as pending (against
+   * the engine's per-address and total caps) and its pending deadline no
+   * longer applies. Call it once the client proved who it is (socket.io:
+   * `socket.conn.markAuthenticated()` in the auth middleware).
+   */
+  markAuthenticated(): void {
+    if (this.#authenticated) return;
+    this.#authenticated = true;
+    this.#options.pending?.remove(this);
+  }
+
+  /**
+   * Closes the session because it was still pending at its deadline
+   * (reason `"pending timeout"`), dropping what it had not sent.
+   */
+  expirePending(): void {
+    if (this.#state === "closed") return;
+    log("debug", "engine pending session expired", { sid: this.id });
+    this.#closeTransport(true, "pending timeout");
+  }
+
+  /** Bytes waiting to reach the client (write buffer + transport). */
+  get bufferedBytes(): number {
+    return this.#queuedBytes + this.transport.bufferedAmount;
   }
 
   #onOpen(): void {
@@ -267,6 +316,7 @@ export class EngineSocket extends EventEmitter {
   #close(reason: string, description?: unknown): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
+    this.#options.pending?.remove(this);
     this.#heartbeatDeadline = Infinity;
     clearTimeout(this.#pingIntervalTimer);
     clearTimeout(this.#pingTimeoutTimer);
@@ -275,6 +325,7 @@ export class EngineSocket extends EventEmitter {
     this.#clearTransport();
     this.emit("close", reason, description);
     this.#writeBuffer = [];
+    this.#queuedBytes = 0;
   }
 
   /** Sends a message (string or binary). socket.io calls `write`. */
@@ -301,15 +352,38 @@ export class EngineSocket extends EventEmitter {
     this.emit("packetCreate", packet);
     this.#writeBuffer.push(packet);
     if (callback) this.#packetsFn.push(callback);
-    this.#flush();
-  }
-
-  #flush(): void {
-    if (this.#state === "closed" || !this.transport.writable || this.#writeBuffer.length === 0) {
+    if (this.transport.writable && !this.transport.holding) {
+      this.#flush();
       return;
     }
+    // the client is not taking packets now (no poll pending, or the
+    // WebSocket has not written the last ones yet): bound what waits
+    this.#queuedBytes += packetSize(packet);
+    if (this.#queuedBytes + this.transport.bufferedAmount > this.#options.maxBufferedBytes) {
+      this.#overflow();
+    }
+  }
+
+  #overflow(): void {
+    const buffered = this.bufferedBytes;
+    log("debug", "engine write buffer full", { sid: this.id, buffered });
+    this.#writeBuffer = [];
+    this.#queuedBytes = 0;
+    this.#closeTransport(
+      true,
+      "transport error",
+      new Error(
+        `the client does not read: ${buffered} bytes buffered (maxBufferedBytes ${this.#options.maxBufferedBytes})`,
+      ),
+    );
+  }
+
+  #flush(force = false): void {
+    if (this.#state === "closed" || this.#writeBuffer.length === 0) return;
+    if (!force && (!this.transport.writable || this.transport.holding)) return;
     const buffer = this.#writeBuffer;
     this.#writeBuffer = [];
+    this.#queuedBytes = 0;
     this.emit("flush", buffer);
     if (this.#packetsFn.length) {
       this.#sentCallbackFn.push(this.#packetsFn);
@@ -322,7 +396,10 @@ export class EngineSocket extends EventEmitter {
   }
 
   /**
-   * Closes the session. Buffered packets are sent first unless `discard`.
+   * Closes the session. Buffered packets are sent first unless `discard`:
+   * on a WebSocket at once; on long-polling with the next poll, and the close
+   * packet with the one after, each awaited at most `closeTimeout` (the
+   * session is freed then, poll or not).
    */
   close(discard = false): void {
     if (discard && (this.#state === "open" || this.#state === "closing")) {
@@ -331,17 +408,41 @@ export class EngineSocket extends EventEmitter {
     }
     if (this.#state !== "open") return;
     this.#state = "closing";
-    if (this.#writeBuffer.length) {
-      this.once("drain", () => this.#closeTransport(discard));
+    if (this.#writeBuffer.length && this.transport.name === "polling") {
+      // As the reference: the buffered packets go with the next poll and the
+      // close packet with the one after (socket.io-client handles a close
+      // packet before the packets of the same payload). But the reference
+      // waits for that drain without end; on a session without a pending
+      // poll it never comes, and the session lived until its ping timeout.
+      const timer = setTimeout(() => {
+        this.removeListener("drain", onDrain);
+        this.#closeTransport(true);
+      }, this.#options.closeTimeout);
+      const onDrain = () => {
+        clearTimeout(timer);
+        this.#closeTransport(discard);
+      };
+      this.once("drain", onDrain);
       return;
     }
     this.#closeTransport(discard);
   }
 
-  #closeTransport(discard: boolean): void {
+  #closeTransport(discard: boolean, reason = "forced close", description?: unknown): void {
+    // packets the session accepted but held back (frames before them not
+    // written yet) still go out ahead of the close frame
+    if (this.#writeBuffer.length && this.transport.name === "websocket") this.#flush(true);
     if (discard) this.transport.discard();
-    this.transport.close(() => this.#close("forced close"));
+    this.transport.close(() => this.#close(reason, description));
   }
 }
 
 function noop(): void {}
+
+/** A packet's size for the write-buffer bound (text: UTF-16 code units). */
+function packetSize(packet: Packet): number {
+  const data = packet.data;
+  if (data === undefined) return 1;
+  if (typeof data === "string") return data.length + 1;
+  return data.byteLength + 1;
+}
