@@ -152,6 +152,8 @@ Deno.test({
       SEED_FILE: file,
       RATE_LIMIT_STATUS: "4000",
       TYPING_THROTTLE: "60000",
+      // batches of 100 handshakes at once, all from 127.0.0.1
+      SOCKET_PENDING_PER_ADDRESS: String(BATCH),
     }, { kv });
     const sockets: Socket[] = [];
     try {
