@@ -40,8 +40,9 @@ import {
   pipelineSoak,
   roomCapacity,
 } from "./pipeline.ts";
+import { onServerCore, pinLoadGenerator } from "./pinning.ts";
 
-type ServerName = "deno" | "node" | "raw";
+type ServerName = "deno" | "node" | "raw" | "bun";
 type ClientKind = "sio" | "raw";
 
 const CONNECTIONS = 100;
@@ -55,10 +56,19 @@ const RECEIVER_WORKERS = 2;
 const CONNECT_CONCURRENCY = 50;
 const PHASE_TIMEOUT_MS = 60_000;
 const PAYLOAD_TEXT = "x".repeat(100);
-/** Servers measured for memory; `BENCH_RAW_MEMORY=1` adds the raw floor (not in the JSON). */
-const MEMORY_SERVERS: ServerName[] = Deno.env.get("BENCH_RAW_MEMORY") === "1"
-  ? ["deno", "node", "raw"]
-  : ["deno", "node"];
+/** Bun from npm (`npm install --prefix bench`), for the fourth peer. */
+const BUN_PATH = new URL("./node_modules/.bin/bun", import.meta.url).pathname;
+
+/** Why the Bun peer cannot run here, or null. */
+function bunMissing(): string | null {
+  try {
+    Deno.statSync(BUN_PATH);
+    Deno.statSync(new URL("./node_modules/@socket.io/bun-engine/package.json", import.meta.url));
+    return null;
+  } catch {
+    return "bench/node_modules has no bun or @socket.io/bun-engine: run `npm install --prefix bench`";
+  }
+}
 
 const root = new URL("../", import.meta.url);
 const benchDir = new URL("./", import.meta.url);
@@ -72,6 +82,10 @@ interface RunningServer {
 
 function serverCommand(name: ServerName): Deno.Command {
   const cwd = root.pathname;
+  if (name === "bun") {
+    const [command, args] = onServerCore(BUN_PATH, ["bench/bun_server.mjs"]);
+    return new Deno.Command(command, { args, cwd, stdout: "piped", stderr: "inherit" });
+  }
   if (name === "node") {
     // Node resolves socket.io from the node_modules Deno lays out ("nodeModulesDir": "auto")
     try {
@@ -79,8 +93,9 @@ function serverCommand(name: ServerName): Deno.Command {
     } catch {
       throw new Error("node_modules/socket.io is missing: run `deno install` first");
     }
-    return new Deno.Command("node", {
-      args: ["--expose-gc", "bench/node_server.mjs"],
+    const [command, nodeArgs] = onServerCore("node", ["--expose-gc", "bench/node_server.mjs"]);
+    return new Deno.Command(command, {
+      args: nodeArgs,
       cwd,
       stdout: "piped",
       stderr: "inherit",
@@ -95,7 +110,8 @@ function serverCommand(name: ServerName): Deno.Command {
     }
   }
   args.push(name === "deno" ? "bench/deno_server.ts" : "bench/raw_server.ts");
-  return new Deno.Command(Deno.execPath(), { args, cwd, stdout: "piped", stderr: "inherit" });
+  const [command, pinnedArgs] = onServerCore(Deno.execPath(), args);
+  return new Deno.Command(command, { args: pinnedArgs, cwd, stdout: "piped", stderr: "inherit" });
 }
 
 async function startServer(name: ServerName): Promise<RunningServer> {
@@ -319,6 +335,8 @@ interface ThroughputResult extends RoundResult {
   ackP99Ms: number;
   /** delivered/sec of each round, in run order (the median is reported). */
   rounds: number[];
+  /** Server µs per delivery of each round, in run order (the median is reported). */
+  usRounds: number[];
 }
 
 async function broadcastRound(
@@ -348,45 +366,83 @@ async function broadcastRound(
   return { send, receptions, last, expected: counts.reduce((a, b) => a + b, 0) * messages };
 }
 
-async function throughput(name: ServerName): Promise<ThroughputResult> {
+interface Prepared {
+  name: ServerName;
+  server: RunningServer;
+  workers: ReceiverWorker[];
+  sender: Sender;
+  rounds: RoundResult[];
+  latencies: number[];
+}
+
+async function prepare(name: ServerName): Promise<Prepared> {
   const server = await startServer(name);
   const kind: ClientKind = name === "raw" ? "raw" : "sio";
   const url = name === "raw" ? `ws://127.0.0.1:${server.port}/` : `http://127.0.0.1:${server.port}`;
+  const workers = await openReceivers(kind, url, CONNECTIONS - 1);
+  const sender = await (kind === "raw" ? openRawSender(url) : openSioSender(url));
+  await broadcastRound(workers, sender, WARMUP_MESSAGES);
+  return { name, server, workers, sender, rounds: [], latencies: [] };
+}
+
+async function measureRound(p: Prepared): Promise<void> {
+  const serverCpu0 = await serverCpuSeconds(p.server.port);
+  const loadCpu0 = ownCpuSeconds();
+  const round = await broadcastRound(p.workers, p.sender, MESSAGES);
+  const loadCpu = ownCpuSeconds() - loadCpu0;
+  const serverCpu = await serverCpuSeconds(p.server.port) - serverCpu0;
+  const elapsedMs = round.last - round.send.firstSend;
+  p.latencies.push(...round.send.latencies);
+  p.rounds.push({
+    deliveredPerSec: Math.round(round.receptions / (elapsedMs / 1000)),
+    receptions: round.receptions,
+    expected: round.expected,
+    elapsedMs: Math.round(elapsedMs),
+    serverCpu: round2(serverCpu / (elapsedMs / 1000)),
+    loadCpu: round2(loadCpu / (elapsedMs / 1000)),
+    serverUsPerDelivery: round2((serverCpu * 1e6) / round.receptions),
+  });
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/**
+ * Every server is started and warmed up first, then the measured rounds are
+ * interleaved (round i runs each server once, in an order rotated by i), so
+ * that a noisy moment on the machine does not favour one server.
+ */
+async function throughput(names: ServerName[]): Promise<Record<string, ThroughputResult>> {
+  const prepared: Prepared[] = [];
   try {
-    const workers = await openReceivers(kind, url, CONNECTIONS - 1);
-    const sender = await (kind === "raw" ? openRawSender(url) : openSioSender(url));
-    await broadcastRound(workers, sender, WARMUP_MESSAGES);
-    const rounds: RoundResult[] = [];
-    const latencies: number[] = [];
+    for (const name of names) prepared.push(await prepare(name));
     for (let i = 0; i < ROUNDS; i++) {
-      const serverCpu0 = await serverCpuSeconds(server.port);
-      const loadCpu0 = ownCpuSeconds();
-      const round = await broadcastRound(workers, sender, MESSAGES);
-      const loadCpu = ownCpuSeconds() - loadCpu0;
-      const serverCpu = await serverCpuSeconds(server.port) - serverCpu0;
-      const elapsedMs = round.last - round.send.firstSend;
-      latencies.push(...round.send.latencies);
-      rounds.push({
-        deliveredPerSec: Math.round(round.receptions / (elapsedMs / 1000)),
-        receptions: round.receptions,
-        expected: round.expected,
-        elapsedMs: Math.round(elapsedMs),
-        serverCpu: round2(serverCpu / (elapsedMs / 1000)),
-        loadCpu: round2(loadCpu / (elapsedMs / 1000)),
-        serverUsPerDelivery: round2((serverCpu * 1e6) / round.receptions),
-      });
+      for (let j = 0; j < prepared.length; j++) {
+        await measureRound(prepared[(i + j) % prepared.length]);
+      }
     }
-    sender.close();
-    await closeReceivers(workers);
-    const inOrder = rounds.map((r) => r.deliveredPerSec);
-    rounds.sort((a, b) => a.deliveredPerSec - b.deliveredPerSec);
-    return {
-      ...rounds[Math.floor(rounds.length / 2)],
-      ackP99Ms: round2(percentile(latencies, 99)),
-      rounds: inOrder,
-    };
+    const results: Record<string, ThroughputResult> = {};
+    for (const p of prepared) {
+      const inOrder = p.rounds.map((r) => r.deliveredPerSec);
+      const byRate = [...p.rounds].sort((a, b) => a.deliveredPerSec - b.deliveredPerSec);
+      results[p.name] = {
+        ...byRate[Math.floor(byRate.length / 2)],
+        // the headline: median server CPU per delivery over the rounds
+        serverUsPerDelivery: median(p.rounds.map((r) => r.serverUsPerDelivery)),
+        ackP99Ms: round2(percentile(p.latencies, 99)),
+        rounds: inOrder,
+        usRounds: p.rounds.map((r) => r.serverUsPerDelivery),
+      };
+    }
+    return results;
   } finally {
-    await server.stop();
+    for (const p of prepared) {
+      p.sender.close();
+      await closeReceivers(p.workers);
+      await p.server.stop();
+    }
   }
 }
 
@@ -457,20 +513,35 @@ async function main(): Promise<void> {
   const started = performance.now();
   // "throughput" | "memory": one phase, no JSON line; "pipeline" | "capacity": one part, its JSON
   const only = Deno.env.get("BENCH_ONLY");
-  const runs = (part: string) => !only || only === part;
-  const results = {} as Record<ServerName, ThroughputResult>;
-  for (const name of runs("throughput") ? ["deno", "node", "raw"] as const : []) {
-    results[name] = await throughput(name);
+  // "engine": throughput and memory of the four servers, and the JSON line without pipeline/capacity
+  const runs = (part: string) =>
+    !only || only === part || (only === "engine" && (part === "throughput" || part === "memory"));
+  const pin = pinLoadGenerator();
+  console.log(
+    pin.pinned
+      ? `pinned: servers on core ${pin.serverCore}, load generator on core ${pin.loadCore}`
+      : `not pinned (${pin.reason}): servers and load generator share the cores`,
+  );
+  const missingBun = bunMissing();
+  if (missingBun) console.log(`bun: skipped (${missingBun})`);
+  const servers: ServerName[] = ["deno", "node", "raw", ...(missingBun ? [] : ["bun" as const])];
+  const results = (runs("throughput") ? await throughput(servers) : {}) as Record<
+    ServerName,
+    ThroughputResult
+  >;
+  for (const name of Object.keys(results) as ServerName[]) {
     const r = results[name];
     console.log(
-      `${name}: ${r.deliveredPerSec} delivered/s (median of rounds [${r.rounds.join(", ")}];` +
+      `${name}: ${r.serverUsPerDelivery} µs server CPU/delivery (rounds [${
+        r.usRounds.join(", ")
+      }]),` +
+        ` ${r.deliveredPerSec} delivered/s (rounds [${r.rounds.join(", ")}];` +
         ` ${r.receptions}/${r.expected} in ${r.elapsedMs} ms), ack p99 ${r.ackP99Ms} ms,` +
-        ` CPU: server ${r.serverCpu} cores (${r.serverUsPerDelivery} µs/delivery),` +
-        ` load generator ${r.loadCpu} cores`,
+        ` CPU: server ${r.serverCpu} cores, load generator ${r.loadCpu} cores`,
     );
   }
   const mem = {} as Record<ServerName, MemoryResult>;
-  for (const name of runs("memory") ? MEMORY_SERVERS : []) {
+  for (const name of runs("memory") ? servers : []) {
     mem[name] = await memory(name);
     const m = mem[name];
     console.log(
@@ -491,7 +562,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(only === "pipeline" ? { pipeline } : { capacity }));
     return;
   }
-  if (only) return;
+  if (only && only !== "engine") return;
   const summary = {
     deliveredPerSec: {
       deno: results.deno.deliveredPerSec,
@@ -501,7 +572,27 @@ async function main(): Promise<void> {
     ratioVsNode: round2(results.deno.deliveredPerSec / results.node.deliveredPerSec),
     ratioVsRaw: round2(results.deno.deliveredPerSec / results.raw.deliveredPerSec),
     ackP99Ms: { deno: results.deno.ackP99Ms, node: results.node.ackP99Ms },
-    bytesPerConn: { deno: mem.deno.bytesPerConn, node: mem.node.bytesPerConn },
+    bytesPerConn: {
+      deno: mem.deno.bytesPerConn,
+      node: mem.node.bytesPerConn,
+      raw: mem.raw.bytesPerConn,
+      bun: mem.bun?.bytesPerConn ?? null,
+    },
+    usPerDelivery: {
+      deno: results.deno.serverUsPerDelivery,
+      node: results.node.serverUsPerDelivery,
+      raw: results.raw.serverUsPerDelivery,
+      bun: results.bun?.serverUsPerDelivery ?? null,
+    },
+    usPerDeliveryRatio: {
+      denoVsRaw: round2(results.deno.serverUsPerDelivery / results.raw.serverUsPerDelivery),
+      denoVsNode: round2(results.deno.serverUsPerDelivery / results.node.serverUsPerDelivery),
+      denoVsBun: results.bun
+        ? round2(results.deno.serverUsPerDelivery / results.bun.serverUsPerDelivery)
+        : null,
+    },
+    bytesPerConnOverRaw: mem.deno.bytesPerConn - mem.raw.bytesPerConn,
+    pinned: pin.pinned,
     pipeline,
     capacity,
   };

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { onServerCore } from "./pinning.ts";
+
 const root = new URL("../", import.meta.url);
 const rootPath = decodeURIComponent(root.pathname);
 
@@ -111,8 +113,9 @@ export async function startService(
   const inspectPort = Deno.env.get("BENCH_INSPECT") === "1" ? freePort() : 0;
   if (inspectPort) args.push(`--inspect=127.0.0.1:${inspectPort}`);
   args.push(`${rootPath}main.ts`);
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
+  const [command, commandArgs] = onServerCore(Deno.execPath(), args);
+  const child = new Deno.Command(command, {
+    args: commandArgs,
     cwd: dir,
     env: {
       APP_ENV: "production",

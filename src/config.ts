@@ -8,6 +8,7 @@
  */
 
 import { z } from "zod";
+import { parseTrustedProxies } from "./engine/client_address.ts";
 import { MAX_RATE_LIMIT } from "./rate_limit.ts";
 
 /** The service's configuration. */
@@ -71,6 +72,18 @@ export interface Config {
   /** Whether `GET /metrics` answers without a token (development, or `METRICS_PUBLIC=true`). */
   metricsPublic: boolean;
   serveDemo: boolean;
+  /** Engine hardening (TRUSTED_PROXIES, SOCKET_PENDING_*, SOCKET_MAX_BUFFERED). */
+  engineLimits: {
+    /** Proxies whose forwarding header gives the client address. */
+    trustedProxies: string[];
+    proxyHeader: "x-forwarded-for" | "forwarded";
+    /** Ms an unauthenticated session may live (0 = no deadline). */
+    pendingTimeoutMs: number;
+    pendingPerAddress: number;
+    pendingMax: number;
+    /** Bytes waiting for one client before it is disconnected. */
+    maxBufferedBytes: number;
+  };
 }
 
 /** A configuration error: `message` is the one line to print. */
@@ -151,6 +164,22 @@ const schema = z.object({
   METRICS_TOKEN: z.string().min(1).optional(),
   METRICS_PUBLIC: bool.optional(),
   SERVE_DEMO: bool.optional(),
+  // ---- engine hardening (src/engine): client address behind proxies, pending sessions, slow readers
+  TRUSTED_PROXIES: list.refine((v) => {
+    try {
+      parseTrustedProxies(v);
+      return true;
+    } catch {
+      return false;
+    }
+  }, "a comma list of IP addresses or CIDR networks").default([]),
+  TRUSTED_PROXY_HEADER: z.enum(["x-forwarded-for", "forwarded"], {
+    message: "x-forwarded-for or forwarded",
+  }).default("x-forwarded-for"),
+  SOCKET_PENDING_TIMEOUT: int(0).default(10_000),
+  SOCKET_PENDING_PER_ADDRESS: int(1).default(50),
+  SOCKET_PENDING_MAX: int(1).default(5000),
+  SOCKET_MAX_BUFFERED: int(65_536).default(4 * 1024 * 1024),
 });
 
 /** Variable names the service reads. */
@@ -248,6 +277,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     metricsToken: e.METRICS_TOKEN ?? null,
     metricsPublic: e.METRICS_PUBLIC ?? development,
     serveDemo: e.SERVE_DEMO ?? development,
+    engineLimits: {
+      trustedProxies: e.TRUSTED_PROXIES,
+      proxyHeader: e.TRUSTED_PROXY_HEADER,
+      pendingTimeoutMs: e.SOCKET_PENDING_TIMEOUT,
+      pendingPerAddress: e.SOCKET_PENDING_PER_ADDRESS,
+      pendingMax: e.SOCKET_PENDING_MAX,
+      maxBufferedBytes: e.SOCKET_MAX_BUFFERED,
+    },
   };
   if (config.appEnv === "production" && !config.auth.jwtSecret && !config.auth.jwksUrl) {
     throw new ConfigError(

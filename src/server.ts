@@ -20,7 +20,7 @@ import { devLoginHandler } from "./auth/dev_login.ts";
 import { Availability, loggingMirror } from "./availability.ts";
 import type { Config } from "./config.ts";
 import { demoRoutes } from "./demo/mod.ts";
-import { Engine } from "./engine/mod.ts";
+import { Engine, type EngineSocket } from "./engine/mod.ts";
 import { startAccessWatch } from "./handlers/access_watch.ts";
 import { announceAssignment } from "./handlers/chat.ts";
 import {
@@ -130,6 +130,13 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     maxHttpBufferSize: config.maxHttpBufferSize,
     transports: config.transports,
     cors: { origin: config.corsOrigins, credentials: true },
+    // engine hardening: client address behind proxies, pending sessions, slow readers
+    trustedProxies: config.engineLimits.trustedProxies,
+    proxyHeader: config.engineLimits.proxyHeader,
+    pendingTimeout: config.engineLimits.pendingTimeoutMs,
+    maxPendingPerAddress: config.engineLimits.pendingPerAddress,
+    maxPending: config.engineLimits.pendingMax,
+    maxBufferedBytes: config.engineLimits.maxBufferedBytes,
   });
   engine.on("connection_error", (err) => {
     log("info", "connection refused", {
@@ -150,6 +157,11 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
   });
   io.bind(engine as never);
   deliverToRecoveredSockets(io);
+  // a session stops being pending (engine caps and deadline) once socket.io
+  // admitted it, i.e. the auth middleware passed
+  io.of("/").on("connection", (socket) => {
+    (socket.conn as unknown as EngineSocket).markAuthenticated();
+  });
 
   const presence = new TimedPresence(kv, metrics, { ttlMs: config.heartbeatTimeout });
   const presenceFeed = new PresenceFeed(io, presence, {

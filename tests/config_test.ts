@@ -487,3 +487,32 @@ Deno.test("main.ts exits 1 with one line on a config error", async (t) => {
     assert.match(lines[0], /RATE_LIMIT_WINDOW: expected /);
   });
 });
+
+Deno.test("engine hardening variables: defaults, values, refusals", () => {
+  const defaults = loadConfig({ APP_ENV: "development" }).engineLimits;
+  assert.deepEqual(defaults, {
+    trustedProxies: [],
+    proxyHeader: "x-forwarded-for",
+    pendingTimeoutMs: 10_000,
+    pendingPerAddress: 50,
+    pendingMax: 5000,
+    maxBufferedBytes: 4 * 1024 * 1024,
+  });
+  const set = loadConfig({
+    APP_ENV: "development",
+    TRUSTED_PROXIES: "127.0.0.1, 10.0.0.0/8,fd00::/8",
+    TRUSTED_PROXY_HEADER: "forwarded",
+    SOCKET_PENDING_TIMEOUT: "0",
+  }).engineLimits;
+  assert.deepEqual(set.trustedProxies, ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]);
+  assert.equal(set.proxyHeader, "forwarded");
+  assert.equal(set.pendingTimeoutMs, 0);
+  assert.throws(
+    () => loadConfig({ APP_ENV: "development", TRUSTED_PROXIES: "10.0.0.0/33" }),
+    (e: Error) => e instanceof ConfigError && e.message.startsWith("TRUSTED_PROXIES: expected"),
+  );
+  assert.throws(
+    () => loadConfig({ APP_ENV: "development", TRUSTED_PROXY_HEADER: "x-real-ip" }),
+    ConfigError,
+  );
+});

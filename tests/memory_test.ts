@@ -197,6 +197,8 @@ Deno.test({
       RATE_LIMIT_READS: "4000",
       TYPING_THROTTLE: "60000",
       MAX_SOCKETS_PER_PERSON: "1000",
+      // batches of 100 handshakes at once, all from 127.0.0.1
+      SOCKET_PENDING_PER_ADDRESS: String(BATCH),
     }, { kv });
     const sockets: Socket[] = [];
     try {

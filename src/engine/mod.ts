@@ -21,13 +21,21 @@
 
 import { EventEmitter } from "node:events";
 import { log } from "../log.ts";
+import {
+  clientAddress,
+  parseTrustedProxies,
+  type ProxyHeader,
+  type TrustedProxies,
+} from "./client_address.ts";
 import { applyCors, type CorsOptions, preflight } from "./cors.ts";
+import { PendingSessions } from "./pending.ts";
 import { PollingTransport } from "./polling.ts";
 import { EngineSocket } from "./socket.ts";
 import { type EngineRequest, toEngineRequest, type Transport } from "./transport.ts";
 import { WebSocketTransport } from "./websocket.ts";
 
 export type { CorsOptions } from "./cors.ts";
+export type { ProxyHeader } from "./client_address.ts";
 export { EngineSocket } from "./socket.ts";
 export type { EngineRequest } from "./transport.ts";
 
@@ -89,6 +97,38 @@ export interface EngineOptions {
   transports?: TransportName[];
   /** Whether polling sessions may upgrade to WebSocket (default true). */
   allowUpgrades?: boolean;
+  /**
+   * Reverse proxies whose forwarding header is believed: IPv4/IPv6 addresses
+   * or CIDR networks. A session's `remoteAddress` (socket.io's
+   * `handshake.address`) is then the client's address from that header when
+   * the TCP peer is one of them (see `client_address.ts`). Default: none,
+   * the address is the TCP peer's.
+   */
+  trustedProxies?: readonly string[];
+  /** The header the trusted proxies write (default `x-forwarded-for`). */
+  proxyHeader?: ProxyHeader;
+  /**
+   * How long a closing long-polling session waits for the client's next poll
+   * to hand it the last packets and the close packet, ms (default 5000); the
+   * session is freed then in any case.
+   */
+  closeTimeout?: number;
+  /**
+   * Most bytes waiting to reach one client (the session's write buffer plus
+   * what its WebSocket has not written yet); a client that stops reading
+   * past it is disconnected (default 4 MiB).
+   */
+  maxBufferedBytes?: number;
+  /**
+   * Ms after its handshake at which a session the application has not marked
+   * authenticated ({@linkcode EngineSocket.markAuthenticated}) is closed;
+   * 0 = never (default 0: off).
+   */
+  pendingTimeout?: number;
+  /** Most pending (not yet authenticated) sessions per client address (default: no cap). */
+  maxPendingPerAddress?: number;
+  /** Most pending (not yet authenticated) sessions in total (default: no cap). */
+  maxPending?: number;
 }
 
 /** A refused request, as emitted with `connection_error`. */
@@ -120,6 +160,12 @@ interface ResolvedOptions {
   allowRequest?: AllowRequest;
   transports: TransportName[];
   allowUpgrades: boolean;
+  proxyHeader: ProxyHeader;
+  closeTimeout: number;
+  maxBufferedBytes: number;
+  pendingTimeout: number;
+  maxPendingPerAddress: number;
+  maxPending: number;
 }
 
 /**
@@ -131,6 +177,8 @@ export class Engine extends EventEmitter {
   readonly clients: Map<string, EngineSocket> = new Map();
   /** Resolved options (socket.io reads `opts`). */
   readonly opts: Readonly<ResolvedOptions>;
+  readonly #trusted: TrustedProxies;
+  readonly #pending: PendingSessions | null;
 
   constructor(options: EngineOptions = {}) {
     super();
@@ -145,7 +193,28 @@ export class Engine extends EventEmitter {
       allowRequest: options.allowRequest,
       transports: options.transports ?? ["polling", "websocket"],
       allowUpgrades: options.allowUpgrades ?? true,
+      proxyHeader: options.proxyHeader ?? "x-forwarded-for",
+      closeTimeout: options.closeTimeout ?? 5000,
+      maxBufferedBytes: options.maxBufferedBytes ?? 4 * 1024 * 1024,
+      pendingTimeout: options.pendingTimeout ?? 0,
+      maxPendingPerAddress: options.maxPendingPerAddress ?? Infinity,
+      maxPending: options.maxPending ?? Infinity,
     };
+    this.#trusted = parseTrustedProxies(options.trustedProxies ?? []);
+    const o = this.opts;
+    this.#pending = o.pendingTimeout > 0 || o.maxPendingPerAddress !== Infinity ||
+        o.maxPending !== Infinity
+      ? new PendingSessions({
+        timeoutMs: o.pendingTimeout,
+        maxPerAddress: o.maxPendingPerAddress,
+        maxTotal: o.maxPending,
+      })
+      : null;
+  }
+
+  /** Number of sessions not (yet) marked authenticated, when pending limits are on. */
+  get pendingCount(): number {
+    return this.#pending?.size ?? 0;
   }
 
   /** Number of open sessions. */
@@ -174,7 +243,10 @@ export class Engine extends EventEmitter {
 
   /** Serves one Engine.IO request (polling or WebSocket upgrade). */
   async handleRequest(req: Request, info: ServeInfo): Promise<Response> {
-    const address = remoteAddress(info);
+    const address = clientAddress(remoteAddress(info), req.headers, {
+      trusted: this.#trusted,
+      header: this.opts.proxyHeader,
+    });
     const ereq = toEngineRequest(req, address);
     const isUpgrade = req.headers.get("upgrade")?.toLowerCase() === "websocket";
     const cors = this.opts.cors;
@@ -222,7 +294,9 @@ export class Engine extends EventEmitter {
     const sid = ereq._query.sid;
     if (sid) {
       const client = this.clients.get(sid);
-      if (!client) return { code: ERRORS.UNKNOWN_SID, context: { sid } };
+      if (!client || client.expireIfOverdue()) {
+        return { code: ERRORS.UNKNOWN_SID, context: { sid } };
+      }
       const previousTransport = client.transport.name;
       if (!isUpgrade && previousTransport !== transport) {
         return {
@@ -243,6 +317,22 @@ export class Engine extends EventEmitter {
     }
     if (transport === "websocket" && !isUpgrade) {
       return { code: ERRORS.BAD_REQUEST, context: { name: "TRANSPORT_HANDSHAKE_ERROR" } };
+    }
+    const refusal = this.#pending?.refusal(ereq.remoteAddress);
+    if (refusal) {
+      const pending = this.#pending!;
+      return {
+        code: ERRORS.FORBIDDEN,
+        // the total cap is the server's state ("try later"), the per-address cap the client's
+        status: refusal === "total" ? 503 : 403,
+        message: "Too many pending sessions",
+        context: {
+          name: "PENDING_LIMIT",
+          scope: refusal,
+          address: ereq.remoteAddress,
+          pending: refusal === "total" ? pending.size : pending.countFor(ereq.remoteAddress),
+        },
+      };
     }
     if (!this.opts.allowRequest) return null;
     let decision: boolean | Refusal | void;
@@ -268,14 +358,14 @@ export class Engine extends EventEmitter {
       } satisfies ConnectionError,
     );
     log("debug", "engine refused request", { code: refused.code, context: refused.context });
+    const status = refused.status ?? (refused.code === ERRORS.FORBIDDEN ? 403 : 400);
     if (isUpgrade) {
       return new Response(message, {
-        status: 400,
+        status: refused.status ?? 400,
         headers: { "Content-Type": "text/html", Connection: "close" },
       });
     }
     headers.set("Content-Type", "application/json");
-    const status = refused.code === ERRORS.FORBIDDEN ? 403 : 400;
     return new Response(JSON.stringify({ code: refused.code, message }), { status, headers });
   }
 
@@ -307,7 +397,12 @@ export class Engine extends EventEmitter {
         this.opts.transports.includes("websocket")
       ? ["websocket"]
       : [];
-    const socket = new EngineSocket(id, transport, ereq, { ...this.opts, upgrades });
+    const socket = new EngineSocket(id, transport, ereq, {
+      ...this.opts,
+      upgrades,
+      pending: this.#pending,
+    });
+    this.#pending?.add(socket);
     this.clients.set(id, socket);
     socket.once("close", () => this.clients.delete(id));
     log("debug", "engine session opened", { sid: id, transport: transport.name });
@@ -333,6 +428,7 @@ export class Engine extends EventEmitter {
   /** Closes every session. */
   close(): this {
     for (const client of [...this.clients.values()]) client.close(true);
+    this.#pending?.clear();
     return this;
   }
 }
@@ -341,6 +437,8 @@ interface Refused {
   code: number;
   context: Record<string, unknown>;
   message?: string;
+  /** HTTP status when not the code's usual one. */
+  status?: number;
 }
 
 function upgrade(req: Request): { socket: WebSocket; response: Response } | null {

@@ -136,3 +136,36 @@ export function decodePayload(payload: string): Packet[] {
   }
   return packets;
 }
+
+/**
+ * Whether the UTF-8 encoding of `text` is longer than `limit` bytes, counted
+ * in place (no encoded copy): a string over the limit in UTF-16 code units is
+ * over it in bytes too, one of at most a third of it is not, and between the
+ * two the count stops as soon as it passes the limit.
+ */
+export function utf8LengthExceeds(text: string, limit: number): boolean {
+  const length = text.length;
+  if (length > limit) return true;
+  if (length * 3 <= limit) return false;
+  let bytes = 0;
+  for (let i = 0; i < length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) {
+      bytes += 1;
+    } else if (code < 0x800) {
+      bytes += 2;
+    } else if (code >= 0xd800 && code <= 0xdbff && i + 1 < length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 4;
+        i++;
+      } else {
+        bytes += 3; // lone surrogate: encoded as U+FFFD
+      }
+    } else {
+      bytes += 3;
+    }
+    if (bytes > limit) return true;
+  }
+  return false;
+}

@@ -152,6 +152,22 @@ export class PollingTransport extends Transport {
     }
   }
 
+  /**
+   * Answers a poll still held when the session moved to WebSocket with 400,
+   * as any later poll of the session is answered: it belongs to a client that
+   * kept polling after its upgrade packet, and can no longer carry packets.
+   */
+  refusePendingPoll(): void {
+    const poll = this.#poll;
+    if (!poll) return;
+    this.#poll = null;
+    this.writable = false;
+    poll.signal.removeEventListener("abort", poll.onAbort);
+    poll.headers.set("Content-Type", "application/json");
+    const body = JSON.stringify({ code: 3, message: "Bad request" });
+    poll.resolve(new Response(body, { status: 400, headers: poll.headers }));
+  }
+
   protected override onClose(): void {
     if (this.writable) this.send([{ type: "noop" }]);
     super.onClose();

@@ -8,6 +8,8 @@
 import { EventEmitter } from "node:events";
 import { log } from "../log.ts";
 import type { Packet, PacketData, PacketOptions, PacketType } from "./parser.ts";
+import type { PendingSessions } from "./pending.ts";
+import { PollingTransport } from "./polling.ts";
 import type { EngineRequest, Transport } from "./transport.ts";
 
 /** Lifecycle of a session. */
@@ -21,6 +23,19 @@ export interface SessionOptions {
   maxHttpBufferSize: number;
   /** Transports this session may upgrade to (sent in the handshake). */
   upgrades: string[];
+  /**
+   * Most bytes waiting to reach the client (the session's write buffer plus
+   * what the WebSocket has not written yet); over it the session is closed.
+   * Text is counted in UTF-16 code units (a lower bound of its UTF-8 size).
+   */
+  maxBufferedBytes: number;
+  /**
+   * How long a closing long-polling session waits for the client's next poll
+   * (to hand it the last packets, then the close packet), ms.
+   */
+  closeTimeout: number;
+  /** The engine's pending sessions, where this one starts (null: no limits). */
+  pending: PendingSessions | null;
 }
 
 type SentCallback = (transport: Transport) => void;
@@ -48,6 +63,9 @@ export class EngineSocket extends EventEmitter {
 
   #state: SocketState = "opening";
   #writeBuffer: Packet[] = [];
+  /** Size of the packets in #writeBuffer (text in UTF-16 code units). */
+  #queuedBytes = 0;
+  #authenticated = false;
   #packetsFn: SentCallback[] = [];
   #sentCallbackFn: (SentCallback[] | null)[] = [];
   #cleanupTransport: (() => void) | null = null;
@@ -55,6 +73,10 @@ export class EngineSocket extends EventEmitter {
   #pingTimeoutTimer: ReturnType<typeof setTimeout> | undefined;
   #waitingForPong = false;
   #refreshedPingTimeout = false;
+  /** When the next ping is due (performance.now() time). */
+  #pingDueAt = 0;
+  /** When the session is dead without a pong (performance.now() time). */
+  #heartbeatDeadline = Infinity;
   readonly #options: SessionOptions;
 
   constructor(id: string, transport: Transport, request: EngineRequest, options: SessionOptions) {
@@ -71,6 +93,38 @@ export class EngineSocket extends EventEmitter {
   /** `opening`, `open`, `closing` or `closed`. */
   get readyState(): SocketState {
     return this.#state;
+  }
+
+  /** Whether the application marked the session authenticated. */
+  get authenticated(): boolean {
+    return this.#authenticated;
+  }
+
+  /**
+   * Marks the session authenticated: it stops counting as pending (against
+   * the engine's per-address and total caps) and its pending deadline no
+   * longer applies. Call it once the client proved who it is (socket.io:
+   * `socket.conn.markAuthenticated()` in the auth middleware).
+   */
+  markAuthenticated(): void {
+    if (this.#authenticated) return;
+    this.#authenticated = true;
+    this.#options.pending?.remove(this);
+  }
+
+  /**
+   * Closes the session because it was still pending at its deadline
+   * (reason `"pending timeout"`), dropping what it had not sent.
+   */
+  expirePending(): void {
+    if (this.#state === "closed") return;
+    log("debug", "engine pending session expired", { sid: this.id });
+    this.#closeTransport(true, "pending timeout");
+  }
+
+  /** Bytes waiting to reach the client (write buffer + transport). */
+  get bufferedBytes(): number {
+    return this.#queuedBytes + this.transport.bufferedAmount;
   }
 
   #onOpen(): void {
@@ -97,7 +151,7 @@ export class EngineSocket extends EventEmitter {
     if (this.#waitingForPong && !this.#refreshedPingTimeout && packet.type !== "pong") {
       // a busy client may answer the ping late, behind other packets
       this.#refreshedPingTimeout = true;
-      this.#resetPingTimeout();
+      this.#resetPingTimeout(performance.now() + this.#options.pingTimeout);
     }
     switch (packet.type) {
       case "ping":
@@ -126,19 +180,41 @@ export class EngineSocket extends EventEmitter {
 
   #schedulePing(): void {
     clearTimeout(this.#pingIntervalTimer);
+    clearTimeout(this.#pingTimeoutTimer);
+    const { pingInterval, pingTimeout } = this.#options;
+    this.#pingDueAt = performance.now() + pingInterval;
+    this.#heartbeatDeadline = this.#pingDueAt + pingTimeout;
     this.#pingIntervalTimer = setTimeout(() => {
       this.#refreshedPingTimeout = false;
       this.#waitingForPong = true;
       this.sendPacket("ping");
-      this.#resetPingTimeout();
-    }, this.#options.pingInterval);
+      // the deadline counts from when the ping was due, not from when a
+      // (possibly late) timer sent it
+      this.#resetPingTimeout(this.#pingDueAt + pingTimeout);
+    }, pingInterval);
   }
 
-  #resetPingTimeout(): void {
+  #resetPingTimeout(deadline: number): void {
     clearTimeout(this.#pingTimeoutTimer);
+    this.#heartbeatDeadline = deadline;
     this.#pingTimeoutTimer = setTimeout(() => {
       if (this.#state !== "closed") this.#close("ping timeout");
-    }, this.#options.pingTimeout);
+    }, Math.max(0, deadline - performance.now()));
+  }
+
+  /**
+   * Closes the session with "ping timeout" when its heartbeat deadline
+   * (ping due + `pingTimeout` without a pong) has passed, even though the
+   * timer has not fired yet: Deno's timers run a millisecond or more late, so
+   * a request that arrives just after the deadline would otherwise still find
+   * the session open. The engine calls it for every request that names the
+   * session. Returns whether the session is closed.
+   */
+  expireIfOverdue(now: number = performance.now()): boolean {
+    if (this.#state === "closed") return true;
+    if (now < this.#heartbeatDeadline) return false;
+    this.#close("ping timeout");
+    return true;
   }
 
   #setTransport(transport: Transport): void {
@@ -189,11 +265,15 @@ export class EngineSocket extends EventEmitter {
       if (packet.type === "ping" && packet.data === "probe") {
         transport.send([{ type: "pong", data: "probe" }]);
         this.emit("upgrading", transport);
-        check();
+        // as the reference: the pending poll gets its noop on the first check,
+        // 100 ms on, not at once, so that an upgrade packet already on its way
+        // (sent right after the probe) completes the upgrade first and a poll
+        // sent after it is refused (see PollingTransport#doClose)
         clearInterval(checkTimer);
         checkTimer = setInterval(check, 100);
       } else if (packet.type === "upgrade" && this.#state !== "closed") {
         cleanup();
+        if (this.transport instanceof PollingTransport) this.transport.refusePendingPoll();
         this.transport.discard();
         this.upgraded = true;
         this.#clearTransport();
@@ -236,6 +316,8 @@ export class EngineSocket extends EventEmitter {
   #close(reason: string, description?: unknown): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
+    this.#options.pending?.remove(this);
+    this.#heartbeatDeadline = Infinity;
     clearTimeout(this.#pingIntervalTimer);
     clearTimeout(this.#pingTimeoutTimer);
     this.#packetsFn = [];
@@ -243,6 +325,7 @@ export class EngineSocket extends EventEmitter {
     this.#clearTransport();
     this.emit("close", reason, description);
     this.#writeBuffer = [];
+    this.#queuedBytes = 0;
   }
 
   /** Sends a message (string or binary). socket.io calls `write`. */
@@ -269,15 +352,38 @@ export class EngineSocket extends EventEmitter {
     this.emit("packetCreate", packet);
     this.#writeBuffer.push(packet);
     if (callback) this.#packetsFn.push(callback);
-    this.#flush();
-  }
-
-  #flush(): void {
-    if (this.#state === "closed" || !this.transport.writable || this.#writeBuffer.length === 0) {
+    if (this.transport.writable && !this.transport.holding) {
+      this.#flush();
       return;
     }
+    // the client is not taking packets now (no poll pending, or the
+    // WebSocket has not written the last ones yet): bound what waits
+    this.#queuedBytes += packetSize(packet);
+    if (this.#queuedBytes + this.transport.bufferedAmount > this.#options.maxBufferedBytes) {
+      this.#overflow();
+    }
+  }
+
+  #overflow(): void {
+    const buffered = this.bufferedBytes;
+    log("debug", "engine write buffer full", { sid: this.id, buffered });
+    this.#writeBuffer = [];
+    this.#queuedBytes = 0;
+    this.#closeTransport(
+      true,
+      "transport error",
+      new Error(
+        `the client does not read: ${buffered} bytes buffered (maxBufferedBytes ${this.#options.maxBufferedBytes})`,
+      ),
+    );
+  }
+
+  #flush(force = false): void {
+    if (this.#state === "closed" || this.#writeBuffer.length === 0) return;
+    if (!force && (!this.transport.writable || this.transport.holding)) return;
     const buffer = this.#writeBuffer;
     this.#writeBuffer = [];
+    this.#queuedBytes = 0;
     this.emit("flush", buffer);
     if (this.#packetsFn.length) {
       this.#sentCallbackFn.push(this.#packetsFn);
@@ -290,7 +396,10 @@ export class EngineSocket extends EventEmitter {
   }
 
   /**
-   * Closes the session. Buffered packets are sent first unless `discard`.
+   * Closes the session. Buffered packets are sent first unless `discard`:
+   * on a WebSocket at once; on long-polling with the next poll, and the close
+   * packet with the one after, each awaited at most `closeTimeout` (the
+   * session is freed then, poll or not).
    */
   close(discard = false): void {
     if (discard && (this.#state === "open" || this.#state === "closing")) {
@@ -299,17 +408,41 @@ export class EngineSocket extends EventEmitter {
     }
     if (this.#state !== "open") return;
     this.#state = "closing";
-    if (this.#writeBuffer.length) {
-      this.once("drain", () => this.#closeTransport(discard));
+    if (this.#writeBuffer.length && this.transport.name === "polling") {
+      // As the reference: the buffered packets go with the next poll and the
+      // close packet with the one after (socket.io-client handles a close
+      // packet before the packets of the same payload). But the reference
+      // waits for that drain without end; on a session without a pending
+      // poll it never comes, and the session lived until its ping timeout.
+      const timer = setTimeout(() => {
+        this.removeListener("drain", onDrain);
+        this.#closeTransport(true);
+      }, this.#options.closeTimeout);
+      const onDrain = () => {
+        clearTimeout(timer);
+        this.#closeTransport(discard);
+      };
+      this.once("drain", onDrain);
       return;
     }
     this.#closeTransport(discard);
   }
 
-  #closeTransport(discard: boolean): void {
+  #closeTransport(discard: boolean, reason = "forced close", description?: unknown): void {
+    // packets the session accepted but held back (frames before them not
+    // written yet) still go out ahead of the close frame
+    if (this.#writeBuffer.length && this.transport.name === "websocket") this.#flush(true);
     if (discard) this.transport.discard();
-    this.transport.close(() => this.#close("forced close"));
+    this.transport.close(() => this.#close(reason, description));
   }
 }
 
 function noop(): void {}
+
+/** A packet's size for the write-buffer bound (text: UTF-16 code units). */
+function packetSize(packet: Packet): number {
+  const data = packet.data;
+  if (data === undefined) return 1;
+  if (typeof data === "string") return data.length + 1;
+  return data.byteLength + 1;
+}

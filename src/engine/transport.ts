@@ -67,8 +67,14 @@ export class TransportError extends Error {
  * (a write went out), `error` and `close`.
  */
 export abstract class Transport extends EventEmitter {
-  /** Whether `send` may be called now. */
+  /** Whether `send` may be called now (socket.io drops volatile packets otherwise). */
   writable = false;
+  /**
+   * Whether the session should hold its packets back for now although the
+   * transport is writable (a WebSocket whose last frames are not written
+   * yet); `ready` is emitted when that ends.
+   */
+  holding = false;
   /** Set when the session moved to another transport. */
   discarded = false;
   /** Session id, set by the socket. */
@@ -78,6 +84,11 @@ export abstract class Transport extends EventEmitter {
 
   /** `"polling"` or `"websocket"`. */
   abstract get name(): "polling" | "websocket";
+
+  /** Bytes handed to the runtime that have not been written to the client yet. */
+  get bufferedAmount(): number {
+    return 0;
+  }
 
   /** Sends packets; only when {@linkcode Transport.writable}. */
   abstract send(packets: Packet[]): void;

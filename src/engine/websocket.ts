@@ -4,11 +4,22 @@
  * Text packets travel as text frames (`4hello`); binary messages as binary
  * frames without a type prefix.
  *
+ * Writes are flow-controlled as in the reference server, which writes no
+ * frame before the last one was written: after a send that Deno has not
+ * written out yet (`bufferedAmount > 0`), the transport is `holding` and
+ * further packets wait in the session's write buffer (bounded by
+ * `maxBufferedBytes`), to go out together once the frames before them are
+ * written. (Unlike the reference, the transport stays `writable` meanwhile,
+ * so socket.io does not drop volatile packets of a burst.) A client that stops
+ * reading therefore fills the session's buffer, which closes it, instead of
+ * growing Deno's without bound.
+ *
  * @module
  */
 
 import { Buffer } from "node:buffer";
-import { encodePacket, type Packet } from "./parser.ts";
+import { setImmediate } from "node:timers";
+import { encodePacket, type Packet, utf8LengthExceeds } from "./parser.ts";
 import { Transport } from "./transport.ts";
 
 /** Options of {@linkcode WebSocketTransport}. */
@@ -17,12 +28,14 @@ export interface WebSocketOptions {
   maxHttpBufferSize: number;
 }
 
-const encoder = new TextEncoder();
-
 /** The WebSocket transport of one session. */
 export class WebSocketTransport extends Transport {
   readonly #ws: WebSocket;
   readonly #maxPayload: number;
+  /** bufferedAmount when last read (reading it is a call into the runtime). */
+  #buffered = 0;
+  /** When this transport started waiting for its frames to be written. */
+  #waitingSince = 0;
 
   constructor(ws: WebSocket, options: WebSocketOptions) {
     super();
@@ -51,12 +64,16 @@ export class WebSocketTransport extends Transport {
     return this.#ws;
   }
 
+  /** Bytes sent but not yet written to the client, as last read from Deno. */
+  override get bufferedAmount(): number {
+    return this.#buffered;
+  }
+
   #onMessage(data: string | ArrayBuffer): void {
     if (this.readyState !== "open") return;
     if (typeof data === "string") {
-      if (
-        data.length > this.#maxPayload / 3 && encoder.encode(data).byteLength > this.#maxPayload
-      ) {
+      // counted in place: no copy of a message that may be far over the limit
+      if (utf8LengthExceeds(data, this.#maxPayload)) {
         this.#tooLarge();
         return;
       }
@@ -90,6 +107,30 @@ export class WebSocketTransport extends Transport {
       return;
     }
     this.emit("drain");
+    this.#buffered = ws.bufferedAmount;
+    if (this.#buffered > 0) {
+      this.holding = true;
+      this.#waitingSince = performance.now();
+      watch(this);
+    }
+  }
+
+  /**
+   * Called by the watcher: whether the frames were written (then the
+   * transport stops holding and says so with `ready`).
+   */
+  checkWritten(): boolean {
+    if (this.readyState !== "open") return true;
+    this.#buffered = this.#ws.readyState === WebSocket.OPEN ? this.#ws.bufferedAmount : 0;
+    if (this.#buffered > 0) return false;
+    this.holding = false;
+    this.emit("ready");
+    return true;
+  }
+
+  /** How long this transport has been waiting for its frames to be written, ms. */
+  waitingFor(now: number): number {
+    return now - this.#waitingSince;
   }
 
   protected doClose(done: () => void): void {
@@ -100,4 +141,65 @@ export class WebSocketTransport extends Transport {
     }
     done();
   }
+
+  protected override onClose(): void {
+    unwatch(this);
+    super.onClose();
+  }
+}
+
+// One watcher for every transport waiting for its frames to be written:
+// checked on the next turn of the event loop (Deno writes in between), and
+// those still waiting after SLOW_AFTER_MS (a client that does not read) on a
+// slower timer, so that they cost nothing per turn.
+const SLOW_AFTER_MS = 5;
+const SLOW_CHECK_MS = 25;
+let waiting = new Set<WebSocketTransport>();
+let slow = new Set<WebSocketTransport>();
+let immediateArmed = false;
+let slowTimer: ReturnType<typeof setTimeout> | undefined;
+
+function watch(transport: WebSocketTransport): void {
+  slow.delete(transport);
+  waiting.add(transport);
+  if (!immediateArmed) {
+    immediateArmed = true;
+    setImmediate(checkWaiting);
+  }
+}
+
+function unwatch(transport: WebSocketTransport): void {
+  waiting.delete(transport);
+  if (slow.delete(transport) && slow.size === 0) {
+    clearTimeout(slowTimer);
+    slowTimer = undefined;
+  }
+}
+
+function checkWaiting(): void {
+  immediateArmed = false;
+  const now = performance.now();
+  // a transport found written flushes at once and may be watched again: into the next set
+  const batch = waiting;
+  waiting = new Set();
+  for (const transport of batch) {
+    if (transport.checkWritten()) continue;
+    if (transport.waitingFor(now) > SLOW_AFTER_MS) slow.add(transport);
+    else waiting.add(transport);
+  }
+  if (waiting.size > 0 && !immediateArmed) {
+    immediateArmed = true;
+    setImmediate(checkWaiting);
+  }
+  if (slow.size > 0 && slowTimer === undefined) slowTimer = setTimeout(checkSlow, SLOW_CHECK_MS);
+}
+
+function checkSlow(): void {
+  slowTimer = undefined;
+  const batch = slow;
+  slow = new Set();
+  for (const transport of batch) {
+    if (!transport.checkWritten()) slow.add(transport);
+  }
+  if (slow.size > 0 && slowTimer === undefined) slowTimer = setTimeout(checkSlow, SLOW_CHECK_MS);
 }

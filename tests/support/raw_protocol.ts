@@ -207,3 +207,92 @@ export async function assertRefusedWebSocket(
   await socket.waitClose();
   assert.equal(socket.opened, false, `WebSocket with "${query}" should have been refused`);
 }
+
+/**
+ * A WebSocket client on a bare TCP connection (`node:net`), for what a
+ * browser's WebSocket cannot do: stop reading while the server writes, or
+ * drop the connection with a TCP RST and no close frame
+ * (`resetAndDestroy()`, SO_LINGER 0). It performs the HTTP upgrade and sends
+ * masked text frames; it never parses what the server sends.
+ */
+export class TcpWebSocket {
+  readonly #socket: import("node:net").Socket;
+  /** Bytes received so far (counted only while reading). */
+  received = 0;
+  /** Settles when the server closed or reset the connection. */
+  readonly ended: Promise<void>;
+  #head = "";
+  #upgraded = Promise.withResolvers<string>();
+
+  private constructor(socket: import("node:net").Socket) {
+    this.#socket = socket;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.ended = promise;
+    socket.on("error", () => resolve());
+    socket.on("close", () => resolve());
+    socket.on("data", (chunk: Uint8Array) => {
+      this.received += chunk.byteLength;
+      if (this.#head.includes("\r\n\r\n")) return;
+      this.#head += new TextDecoder().decode(chunk);
+      const end = this.#head.indexOf("\r\n\r\n");
+      if (end >= 0) this.#upgraded.resolve(this.#head.slice(0, end));
+    });
+  }
+
+  /** Connects to `127.0.0.1:port` and upgrades `path` (with query); resolves once upgraded. */
+  static async open(port: number, path: string, headers: Record<string, string> = {}) {
+    const net = await import("node:net");
+    const socket = net.connect(port, "127.0.0.1");
+    const client = new TcpWebSocket(socket);
+    await guard(new Promise((resolve) => socket.once("connect", resolve)), "TCP connect");
+    const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+    const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join("");
+    socket.write(
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
+        `Connection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n` +
+        `${extra}\r\n`,
+    );
+    const head = await guard(client.#upgraded.promise, "WebSocket upgrade");
+    assert.match(head, /^HTTP\/1\.1 101/, head.split("\r\n")[0]);
+    return client;
+  }
+
+  /** Sends one masked text frame. */
+  sendText(text: string): void {
+    const payload = new TextEncoder().encode(text);
+    const mask = crypto.getRandomValues(new Uint8Array(4));
+    const length = payload.byteLength;
+    const header = length < 126
+      ? [0x81, 0x80 | length]
+      : [0x81, 0x80 | 126, length >> 8, length & 0xff];
+    const frame = new Uint8Array(header.length + 4 + length);
+    frame.set(header);
+    frame.set(mask, header.length);
+    for (let i = 0; i < length; i++) frame[header.length + 4 + i] = payload[i] ^ mask[i & 3];
+    this.#socket.write(frame);
+  }
+
+  /** Stops reading: the kernel buffers fill and the server's writes back up. */
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  /** Drops the connection with a TCP RST (no close frame, no FIN). */
+  reset(): void {
+    this.#socket.resetAndDestroy();
+  }
+
+  /** Destroys the connection (clean-up). */
+  destroy(): void {
+    this.#socket.destroy();
+  }
+}
+
+/** Polls `check` every 20 ms until it holds; rejects after {@linkcode WAIT_LIMIT}. */
+export async function eventually(check: () => boolean, what: string): Promise<void> {
+  const deadline = performance.now() + WAIT_LIMIT;
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`not ${what} within ${WAIT_LIMIT} ms`);
+    await sleep(20);
+  }
+}
