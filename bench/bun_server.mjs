@@ -3,8 +3,11 @@
 // Same room-broadcast logic as deno_server.ts. Prints `PORT <n>` once listening;
 // `GET /mem` forces a GC and answers {"rss":…,"clients":…}; `GET /cpu` answers
 // process.cpuUsage().
-import { Server as Engine } from "@socket.io/bun-engine";
 import { Server } from "socket.io";
+
+// resolved by Bun from bench/node_modules; a computed specifier keeps `deno check` from resolving it
+const BUN_ENGINE = "@socket.io/bun-engine";
+const { Server: Engine } = await import(BUN_ENGINE);
 
 const io = new Server({ serveClient: false, transports: ["websocket"] });
 const engine = new Engine({ path: "/socket.io/", transports: ["websocket"] });
