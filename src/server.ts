@@ -30,7 +30,7 @@ import {
   startAvailabilityRefresh,
   startRoomStatsPush,
 } from "./handlers/mod.ts";
-import { deliverToRecoveredSockets } from "./handlers/recovery.ts";
+import { deferRecovery } from "./handlers/recovery.ts";
 import { log, LogThrottle } from "./log.ts";
 import { Membership } from "./membership.ts";
 import { Metrics } from "./metrics.ts";
@@ -156,7 +156,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     ...options.socketIo,
   });
   io.bind(engine as never);
-  deliverToRecoveredSockets(io);
+  deferRecovery(io);
   // a session stops being pending (engine caps and deadline) once socket.io
   // admitted it, i.e. the auth middleware passed
   io.of("/").on("connection", (socket) => {

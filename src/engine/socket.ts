@@ -66,6 +66,9 @@ export class EngineSocket extends EventEmitter {
   /** Size of the packets in #writeBuffer (text in UTF-16 code units). */
   #queuedBytes = 0;
   #authenticated = false;
+  /** Message packets held back by {@linkcode EngineSocket.hold}, or null. */
+  #held: { data: PacketData; options?: PacketOptions; callback?: SentCallback }[] | null = null;
+  #heldBytes = 0;
   #packetsFn: SentCallback[] = [];
   #sentCallbackFn: (SentCallback[] | null)[] = [];
   #cleanupTransport: (() => void) | null = null;
@@ -113,6 +116,30 @@ export class EngineSocket extends EventEmitter {
   }
 
   /**
+   * Holds message packets back (they are queued in order, not sent) until
+   * {@linkcode EngineSocket.release}: what socket.io writes to a session
+   * whose rooms are being restored waits behind what it missed. Held bytes
+   * count against `maxBufferedBytes`.
+   */
+  hold(): void {
+    if (this.#held === null) this.#held = [];
+  }
+
+  /**
+   * Sends `first` (message packets, in order), then what was held, and
+   * stops holding.
+   */
+  release(first: readonly PacketData[] = []): void {
+    const held = this.#held ?? [];
+    this.#held = null;
+    this.#heldBytes = 0;
+    for (const data of first) this.sendPacket("message", data);
+    for (const packet of held) {
+      this.sendPacket("message", packet.data, packet.options, packet.callback);
+    }
+  }
+
+  /**
    * Closes the session because it was still pending at its deadline
    * (reason `"pending timeout"`), dropping what it had not sent.
    */
@@ -122,9 +149,9 @@ export class EngineSocket extends EventEmitter {
     this.#closeTransport(true, "pending timeout");
   }
 
-  /** Bytes waiting to reach the client (write buffer + transport). */
+  /** Bytes waiting to reach the client (held + write buffer + transport). */
   get bufferedBytes(): number {
-    return this.#queuedBytes + this.transport.bufferedAmount;
+    return this.#heldBytes + this.#queuedBytes + this.transport.bufferedAmount;
   }
 
   #onOpen(): void {
@@ -348,6 +375,12 @@ export class EngineSocket extends EventEmitter {
     callback?: SentCallback,
   ): void {
     if (this.#state === "closing" || this.#state === "closed") return;
+    if (this.#held !== null && type === "message" && data !== undefined) {
+      this.#held.push({ data, options, callback });
+      this.#heldBytes += packetSize({ type, data });
+      if (this.bufferedBytes > this.#options.maxBufferedBytes) this.#overflow();
+      return;
+    }
     const packet: Packet = data === undefined ? { type, options } : { type, data, options };
     this.emit("packetCreate", packet);
     this.#writeBuffer.push(packet);
@@ -359,7 +392,7 @@ export class EngineSocket extends EventEmitter {
     // the client is not taking packets now (no poll pending, or the
     // WebSocket has not written the last ones yet): bound what waits
     this.#queuedBytes += packetSize(packet);
-    if (this.#queuedBytes + this.transport.bufferedAmount > this.#options.maxBufferedBytes) {
+    if (this.bufferedBytes > this.#options.maxBufferedBytes) {
       this.#overflow();
     }
   }
@@ -369,6 +402,8 @@ export class EngineSocket extends EventEmitter {
     log("debug", "engine write buffer full", { sid: this.id, buffered });
     this.#writeBuffer = [];
     this.#queuedBytes = 0;
+    this.#held = null;
+    this.#heldBytes = 0;
     this.#closeTransport(
       true,
       "transport error",

@@ -13,13 +13,14 @@ import {
   canAccessChatGroup,
   chatGroupOfRoom,
   chatRoom,
+  chatRooms,
   isConnectionRoom,
   roomsOnConnect,
 } from "../access.ts";
 import type { Identity } from "../auth/mod.ts";
 import { ServanaError, toErrorPayload } from "../errors.ts";
 import { log, security } from "../log.ts";
-import { isResolved, type Person, personKey, samePerson } from "../store/mod.ts";
+import { type ChatGroup, isResolved, type Person, personKey, samePerson } from "../store/mod.ts";
 import { availabilityOnConnect, availabilityOnLastDisconnect } from "./availability.ts";
 import { exitRoom } from "./chat.ts";
 import {
@@ -31,6 +32,7 @@ import {
   type Services,
   type SocketData,
 } from "./context.ts";
+import { rejoinRooms, savedRooms } from "./recovery.ts";
 import { presenceOnDisconnect } from "./status.ts";
 
 const identities = new WeakMap<AppSocket, Identity>();
@@ -115,14 +117,18 @@ export function authMiddleware(
       });
       scrubCredentials(handshake);
       identities.set(socket, identity);
-      socket.data = {
-        person: identity.person,
-        tokenKind: identity.tokenKind,
-        expiresAt: identity.expiresAt,
-        currentChat: socket.recovered
-          ? (socket.data as Partial<SocketData>).currentChat ?? null
-          : null,
-      };
+      // filled in place: a recovered socket's saved rooms are kept by this object (recovery.ts)
+      Object.assign(
+        socket.data,
+        {
+          person: identity.person,
+          tokenKind: identity.tokenKind,
+          expiresAt: identity.expiresAt,
+          currentChat: socket.recovered
+            ? (socket.data as Partial<SocketData>).currentChat ?? null
+            : null,
+        } satisfies SocketData,
+      );
       next();
     }).catch(refuse);
 
@@ -208,6 +214,33 @@ export async function syncRooms(ctx: EventContext, previous: Person | null): Pro
 }
 
 /**
+ * A recovered socket comes back into the connection rooms of who it is now
+ * and the conversations it had that it may still enter, with what it missed
+ * in them; of the others it is told `chat:left { reason: "access_revoked" }`.
+ */
+async function recoverRooms(ctx: EventContext): Promise<void> {
+  const { socket, services } = ctx;
+  const person = personOf(ctx);
+  const had = savedRooms(socket) ?? [];
+  const groups = [...new Set(had.map(chatGroupOfRoom).filter((id): id is number => id !== null))];
+  const found = groups.length === 0
+    ? new Map<number, ChatGroup>()
+    : new Map((await services.store.getChatGroups(groups)).map((g) => [g.id, g]));
+  const kept: number[] = [];
+  const lost: number[] = [];
+  for (const id of groups) {
+    const group = found.get(id);
+    const open = group !== undefined && canAccessChatGroup(person, group) && !isResolved(group);
+    (open ? kept : lost).push(id);
+  }
+  await rejoinRooms(socket, [...roomsOnConnect(person), ...kept.flatMap(chatRooms)]);
+  for (const id of lost) {
+    await exitRoom(ctx, id, { announce: true });
+    socket.emit("chat:left", { chatGroupId: id, reason: "access_revoked" });
+  }
+}
+
+/**
  * Sets a new connection up: its rooms (a recovered session's are checked
  * again), its conversations in the members registry, the expiry timers, the
  * agent's availability, and the clean-up of its disconnect.
@@ -219,7 +252,7 @@ export async function startSession(ctx: EventContext): Promise<void> {
   socket.on("disconnecting", () => rooms = [...socket.rooms]);
   socket.on("disconnect", () => void services.track(endSession(ctx, rooms)));
   scheduleExpiry(socket, socket.data.expiresAt, services.config.auth.expiryWarningSec);
-  if (socket.recovered) await syncRooms(ctx, null);
+  if (socket.recovered) await recoverRooms(ctx);
   else socket.join(roomsOnConnect(personOf(ctx)));
   for (const room of [...socket.rooms]) {
     const id = chatGroupOfRoom(room);

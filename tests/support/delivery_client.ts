@@ -25,6 +25,7 @@ export interface MessagePayload {
   chat_id: number;
   chatGroupId: number;
   chat_message: string;
+  chat_created_at: string;
   sender: { userId: number };
 }
 
@@ -51,7 +52,7 @@ export interface MemberStats {
   recovered: number;
   /** Connects that were not recovered (the first one included). */
   fresh: number;
-  /** `receiveMessage` events replayed by recovery (arrived before `connect` fired). */
+  /** `receiveMessage` events replayed by recovery (written before the recovered connect). */
   replayed: number;
   /** Messages only found through `getMessages`. */
   backfilled: number;
@@ -89,13 +90,13 @@ export class MemberClient {
   };
   readonly #chatGroupId: number;
   readonly #pageSize: number;
-  #awaitingConnect = true;
   #needsBackfill = true;
   /** Highest `chat_id` the member had when its last gap began. */
   #floor = 0;
   #syncing: Promise<void> | null = null;
   #ready = Promise.withResolvers<void>();
   #closed = false;
+  #connectedAt = 0;
 
   constructor(options: MemberOptions) {
     this.name = options.name;
@@ -111,7 +112,10 @@ export class MemberClient {
     });
     this.socket.on("receiveMessage", (payload: MessagePayload) => {
       if (payload.chatGroupId !== this.#chatGroupId) return;
-      if (this.#awaitingConnect) this.stats.replayed++;
+      // replayed: written while this member was away, received after its recovered connect
+      if (this.socket.recovered && Date.parse(payload.chat_created_at) < this.#connectedAt) {
+        this.stats.replayed++;
+      }
       this.live.push(payload.chat_id);
       this.liveSenders.push(payload.sender.userId);
       this.messages.set(payload.chat_id, payload);
@@ -120,7 +124,6 @@ export class MemberClient {
     this.socket.on("disconnect", (reason: string) => {
       this.stats.disconnects.push(reason);
       this.timeline.push(`disconnect ${reason} lastLive=${this.live.at(-1)} t=${Date.now()}`);
-      this.#awaitingConnect = true;
       this.#ready = Promise.withResolvers<void>();
       if (!this.#needsBackfill) this.#floor = this.#highest();
     });
@@ -133,11 +136,11 @@ export class MemberClient {
   }
 
   #onConnect(): void {
+    this.#connectedAt = Date.now();
     this.stats.connects++;
     this.timeline.push(
       `connect recovered=${this.socket.recovered} lastLive=${this.live.at(-1)} t=${Date.now()}`,
     );
-    this.#awaitingConnect = false;
     if (this.socket.recovered) this.stats.recovered++;
     else {
       this.stats.fresh++;
