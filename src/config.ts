@@ -83,6 +83,12 @@ export interface Config {
     pendingMax: number;
     /** Bytes waiting for one client before it is disconnected. */
     maxBufferedBytes: number;
+    /**
+     * Refuse Engine.IO handshakes without a Bearer header or token cookie
+     * (`SOCKET_REQUIRE_HEADER_TOKEN`; off by default: the contract lets a
+     * client send its token in `auth.token` only).
+     */
+    requireHeaderToken: boolean;
   };
 }
 
@@ -180,6 +186,7 @@ const schema = z.object({
   SOCKET_PENDING_PER_ADDRESS: int(1).default(50),
   SOCKET_PENDING_MAX: int(1).default(5000),
   SOCKET_MAX_BUFFERED: int(65_536).default(4 * 1024 * 1024),
+  SOCKET_REQUIRE_HEADER_TOKEN: bool.optional(),
 });
 
 /** Variable names the service reads. */
@@ -284,6 +291,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       pendingPerAddress: e.SOCKET_PENDING_PER_ADDRESS,
       pendingMax: e.SOCKET_PENDING_MAX,
       maxBufferedBytes: e.SOCKET_MAX_BUFFERED,
+      requireHeaderToken: e.SOCKET_REQUIRE_HEADER_TOKEN ?? false,
     },
   };
   if (config.appEnv === "production" && !config.auth.jwtSecret && !config.auth.jwksUrl) {

@@ -11,6 +11,7 @@ import {
   Authenticator,
   CustomerTokenVerifier,
   FailLimiter,
+  hasHeaderCredential,
   mintCustomerToken,
   mintToken,
   TokenVerifier,
@@ -137,6 +138,12 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     maxPendingPerAddress: config.engineLimits.pendingPerAddress,
     maxPending: config.engineLimits.pendingMax,
     maxBufferedBytes: config.engineLimits.maxBufferedBytes,
+    // SOCKET_REQUIRE_HEADER_TOKEN: no Bearer header or token cookie, no session
+    allowRequest: config.engineLimits.requireHeaderToken
+      ? (_req, raw) =>
+        hasHeaderCredential(raw.headers, { cookieNames: config.auth.cookieNames }) ||
+        { message: "AUTH_REQUIRED: send the token in an Authorization header or cookie" }
+      : undefined,
   });
   engine.on("connection_error", (err) => {
     log("info", "connection refused", {

@@ -11,7 +11,8 @@ import assert from "node:assert/strict";
 import { decodeJwt } from "jose";
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
 import { mintCustomerToken } from "../src/auth/mod.ts";
-import { tokenFor } from "./support/clients.ts";
+import { type TestClient, tokenFor } from "./support/clients.ts";
+import { mobileAppSocket, webAppSocket } from "./support/app_clients.ts";
 import { authIdOf, numberOf } from "./support/people.ts";
 import { type RunningApp, startApp } from "./support/server.ts";
 import { supabaseSessionCookies } from "./support/supabase_cookies.ts";
@@ -1198,5 +1199,67 @@ Deno.test("connection state recovery only resumes the same user's session", asyn
   } finally {
     await running.close();
     log.restore();
+  }
+});
+
+Deno.test("SOCKET_REQUIRE_HEADER_TOKEN: a handshake without a Bearer header or token cookie gets no session", async (t) => {
+  const running = await startApp({
+    SEED_FILE: FIXTURE,
+    SOCKET_REQUIRE_HEADER_TOKEN: "true",
+    SOCKET_CORS_ORIGINS: ALLOWED_ORIGIN,
+  });
+  const clients: TestClient[] = [];
+  const handshake = `${running.url}/socket.io/?EIO=4&transport=polling`;
+  try {
+    await t.step("no header: 403, Engine.IO code 4, no session opened", async () => {
+      const before = running.app.engine.clientsCount;
+      const res = await fetch(handshake);
+      assert.equal(res.status, 403);
+      const body = await res.json();
+      assert.equal(body.code, 4);
+      assert.match(body.message, /^AUTH_REQUIRED/);
+      assert.equal(running.app.engine.clientsCount, before);
+      // a WebSocket handshake as well
+      const ws = new WebSocket(
+        `${handshake.replace("http", "ws").replace("polling", "websocket")}`,
+      );
+      const closed = await new Promise<boolean>((resolve) => {
+        ws.onopen = () => resolve(false);
+        ws.onerror = () => resolve(true);
+      });
+      assert.equal(closed, true, "the WebSocket handshake is refused");
+    });
+    await t.step("a cookie that is not a token cookie does not count", async () => {
+      const res = await fetch(handshake, { headers: { cookie: "theme=dark" } });
+      assert.equal(res.status, 403);
+      await res.body?.cancel();
+    });
+    await t.step("a Bearer header opens a session (the token is checked at CONNECT)", async () => {
+      const res = await fetch(handshake, { headers: { authorization: "Bearer x.y.z" } });
+      assert.equal(res.status, 200);
+      assert.match(await res.text(), /^0\{"sid"/);
+    });
+    await t.step("the apps connect as they are", async () => {
+      const token = await tokenFor(running, "agent:123");
+      clients.push(await webAppSocket(running.url, { token, sysUserId: 123 }));
+      clients.push(
+        await mobileAppSocket(running.url, { token: await tokenFor(running, "client:789") }),
+      );
+      assert.equal(clients.every((c) => c.socket.connected), true);
+    });
+  } finally {
+    for (const client of clients) client.close();
+    await running.close();
+  }
+});
+
+Deno.test("by default a client may send its token in auth.token only (the contract)", async () => {
+  const running = await startApp({ SEED_FILE: FIXTURE });
+  try {
+    const res = await fetch(`${running.url}/socket.io/?EIO=4&transport=polling`);
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  } finally {
+    await running.close();
   }
 });
