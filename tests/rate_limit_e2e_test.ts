@@ -441,3 +441,63 @@ Deno.test("MAX_SOCKETS_PER_PERSON: a person's next handshake is refused", async 
     setLogSink(previous);
   }
 });
+
+Deno.test("sendMessage gates run cheapest first: all-markup text is refused for membership and rate, not sanitized", async (t) => {
+  const running = await startApp({
+    SEED_FILE: "demo/fixture.json",
+    RATE_LIMIT_MESSAGES: "2",
+    RATE_LIMIT_WINDOW: "60000",
+  });
+  const clients: (TestClient | undefined)[] = [];
+  // 5,000 characters that sanitize to nothing: INVALID_DATA only if the sanitizer ran
+  const markup = "<b></b>".repeat(714);
+  try {
+    const [agent, customer] = await connectUsers(running, ["agent:123", "client:789"], clients);
+    await t.step("not in the room: ACCESS_DENIED", async () => {
+      await agent.expectError("ACCESS_DENIED", "sendMessage", {
+        message: markup,
+        chatGroupId: 456,
+        clientId: 789,
+      });
+    });
+    await t.step("a member over the budget: RATE_LIMIT_EXCEEDED", async () => {
+      await customer.join(456);
+      for (let i = 0; i < 2; i++) {
+        await customer.expectOk("sendMessage", {
+          message: `m${i}`,
+          chatGroupId: 456,
+          clientId: 789,
+        });
+      }
+      await customer.expectError("RATE_LIMIT_EXCEEDED", "sendMessage", {
+        message: markup,
+        chatGroupId: 456,
+        clientId: 789,
+      });
+      // the apps' shape: their failure event is messageError
+      const mark = customer.mark();
+      const ack = await customer.request("sendMessage", {
+        chat_body: markup,
+        chat_group_id: 456,
+        client_id: 789,
+      });
+      assert.equal(ack.code, "RATE_LIMIT_EXCEEDED");
+      const failure = await customer.next("messageError", mark) as { code: string };
+      assert.equal(failure.code, "RATE_LIMIT_EXCEEDED");
+    });
+    await t.step(
+      "within the budget the same text is INVALID_DATA (the sanitizer ran)",
+      async () => {
+        await agent.join(456);
+        const { error } = await agent.expectError("INVALID_DATA", "sendMessage", {
+          message: markup,
+          chatGroupId: 456,
+          clientId: 789,
+        });
+        assert.match(JSON.stringify(error.details), /message/);
+      },
+    );
+  } finally {
+    await closeAll(running, clients);
+  }
+});
