@@ -6,7 +6,9 @@
  */
 
 import assert from "node:assert/strict";
-import type { Socket } from "socket.io-client";
+import { createClient } from "redis";
+import { io as connect, type Socket } from "socket.io-client";
+import { testSecrets, tokenForPerson } from "./support/people.ts";
 import {
   type Ack,
   clusterEnv,
@@ -23,6 +25,74 @@ const reason = redisAvailable();
 if (reason) console.log(`cluster_test skipped: ${reason}`);
 
 const SECRET = "cluster-test-secret-0123456789abcdef";
+
+/**
+ * Every value Redis holds, as text: strings, hashes, lists, sets and every
+ * stream entry, each also base64-decoded (the adapter stores msgpack in
+ * base64), keyed by the Redis key.
+ */
+async function dumpRedis(url: string): Promise<{ key: string; text: string }[]> {
+  const client = createClient({ url });
+  await client.connect();
+  const out: { key: string; text: string }[] = [];
+  try {
+    let cursor = "0";
+    do {
+      const [next, keys] = await client.sendCommand(["SCAN", cursor, "COUNT", "1000"]) as [
+        string,
+        string[],
+      ];
+      cursor = next;
+      for (const key of keys) {
+        const type = String(await client.sendCommand(["TYPE", key]));
+        const command = {
+          string: ["GET", key],
+          hash: ["HGETALL", key],
+          list: ["LRANGE", key, "0", "-1"],
+          set: ["SMEMBERS", key],
+          zset: ["ZRANGE", key, "0", "-1"],
+          stream: ["XRANGE", key, "-", "+"],
+        }[type];
+        if (command === undefined) continue;
+        const raw = JSON.stringify(await client.sendCommand(command));
+        const decoded = (raw.match(/[A-Za-z0-9+/]{16,}={0,2}/g) ?? []).map((chunk) => {
+          try {
+            return new TextDecoder().decode(Uint8Array.from(atob(chunk), (c) => c.charCodeAt(0)));
+          } catch {
+            return "";
+          }
+        });
+        out.push({ key, text: [raw, ...decoded].join("\n") });
+      }
+    } while (cursor !== "0");
+  } finally {
+    await client.close();
+  }
+  return out;
+}
+
+/**
+ * Records every message published on any Redis channel (the adapter's
+ * requests and responses, such as `fetchSockets` answers, go by pub/sub and
+ * are never stored), as text.
+ */
+async function recordPublished(
+  url: string,
+): Promise<{ stop(): Promise<{ key: string; text: string }[]> }> {
+  const client = createClient({ url });
+  await client.connect();
+  const seen: { key: string; text: string }[] = [];
+  await client.pSubscribe("*", (message: Buffer, channel: Buffer) => {
+    seen.push({ key: `channel ${channel}`, text: new TextDecoder().decode(message) });
+  }, true);
+  return {
+    async stop() {
+      await client.pUnsubscribe();
+      await client.close();
+      return seen;
+    },
+  };
+}
 
 interface OnlineUser {
   userId: number;
@@ -178,6 +248,54 @@ Deno.test({
         assert.equal(await gone, "io server disconnect");
         assert.equal(agent.connected, true, "others stay connected");
       });
+
+      await t.step(
+        "no credential reaches Redis: no token, cookie or Authorization in any key or stream entry",
+        async () => {
+          // a customer with all three token sources, on B: joins, chats, drops (a recovery
+          // session is saved in Redis), comes back, and is disconnected by the admin on A
+          const published = await recordPublished(redis.url);
+          const token = await tokenForPerson("client:1", testSecrets(SECRET));
+          const signature = token.split(".")[2];
+          const customer = connect(b.url, {
+            forceNew: true,
+            transports: ["polling"],
+            reconnectionDelay: 50,
+            auth: { token },
+            extraHeaders: { Authorization: `Bearer ${token}`, Cookie: `access_token=${token}` },
+          });
+          sockets.push(customer);
+          await new Promise<void>((resolve, reject) => {
+            customer.once("connect", () => resolve());
+            customer.once("connect_error", reject);
+          });
+          const watcher = await as(a, "agent:124");
+          assert.equal((await request(watcher, "joinChatGroup", { groupId: 459 })).ok, true);
+          assert.equal((await request(customer, "joinChatGroup", { groupId: 459 })).ok, true);
+          const seen = nextEvent(customer, "receiveMessage", (p) => p.chat_message === "hello");
+          await request(watcher, "sendMessage", {
+            message: "hello",
+            chatGroupId: 459,
+            clientId: 1,
+          });
+          await seen;
+          const back = new Promise<void>((resolve) => customer.once("connect", () => resolve()));
+          customer.io.engine.close();
+          await back;
+          assert.equal(customer.recovered, true);
+          const admin = await as(a, "agent:1");
+          const ack = await request(admin, "disconnectUser", { userId: 1, userType: "client" });
+          assert.equal(ack.disconnected, 1, JSON.stringify(ack));
+
+          const dump = [...await dumpRedis(redis.url), ...await published.stop()];
+          // the dump reads what went over the stream: the message text is there
+          assert.ok(dump.some((entry) => entry.text.includes("hello")), "the stream is read");
+          for (const needle of [signature, "Bearer ", "access_token="]) {
+            const found = dump.filter((entry) => entry.text.includes(needle));
+            assert.deepEqual(found.map((f) => f.key), [], `${needle.slice(0, 12)}… on Redis`);
+          }
+        },
+      );
 
       await t.step("both processes stop cleanly on SIGTERM", async () => {
         for (const s of sockets) s.disconnect();
