@@ -49,6 +49,8 @@ export interface Config {
   seedFile: string | null;
   maxMessageLength: number;
   roomStatsIntervalMs: number;
+  /** Least ms between two `onlineUsersUpdate` broadcasts (`PRESENCE_BROADCAST_INTERVAL`). */
+  presenceBroadcastIntervalMs: number;
   rateLimits: {
     messagesPerWindow: number;
     statusPerWindow: number;
@@ -154,6 +156,7 @@ const schema = z.object({
   // at most 10000: escaped text must fit one Deno KV value (64 KiB)
   MAX_MESSAGE_LENGTH: int(1, 10_000).default(5000),
   ROOM_STATS_INTERVAL: int(100).default(10_000),
+  PRESENCE_BROADCAST_INTERVAL: int(0).default(1000),
   // the limiter refuses larger limits at every call (SERVER_ERROR): refuse them at start instead
   RATE_LIMIT_MESSAGES: int(1, MAX_RATE_LIMIT).default(30),
   RATE_LIMIT_STATUS: int(1, MAX_RATE_LIMIT).default(10),
@@ -267,6 +270,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     seedFile: e.SEED_FILE ?? null,
     maxMessageLength: e.MAX_MESSAGE_LENGTH,
     roomStatsIntervalMs: e.ROOM_STATS_INTERVAL,
+    presenceBroadcastIntervalMs: e.PRESENCE_BROADCAST_INTERVAL,
     rateLimits: {
       messagesPerWindow: e.RATE_LIMIT_MESSAGES,
       statusPerWindow: e.RATE_LIMIT_STATUS,

@@ -1,9 +1,12 @@
 /**
  * Announces presence changes as `onlineUsersUpdate`, coalesced: many
- * changes within one interval cost one KV read and two broadcasts (staff see
- * everyone, customers see online agents), not one message per change per
- * receiver. Also sweeps expired presence entries and announces those users
- * offline.
+ * changes within one interval (default 1 s) cost one KV read and two
+ * broadcasts (staff see everyone, customers see online agents), not one
+ * message per change per receiver; and a list whose people are the ones last
+ * announced (a tab reloaded within the interval, changes that cancel out) is
+ * not sent again. The last announced list is kept in KV, so the processes of
+ * a cluster skip only what any of them already sent. Also sweeps expired
+ * presence entries and announces those users offline.
  *
  * @module
  */
@@ -16,11 +19,20 @@ import type { PersonRef, Role } from "./store/mod.ts";
 
 /** Options of {@linkcode PresenceFeed}. */
 export interface PresenceFeedOptions {
-  /** Least time between two `onlineUsersUpdate` broadcasts, ms (default 250). */
+  /** Least time between two `onlineUsersUpdate` broadcasts, ms (default 1000). */
   intervalMs?: number;
+  /**
+   * Where the last announced list is remembered (shared by the processes
+   * that share it); without one, this process remembers its own.
+   */
+  kv?: Deno.Kv;
   /** How often stale entries are swept, ms (default 5000). */
   sweepEveryMs?: number;
 }
+
+/** KV key of the people last announced in `onlineUsersUpdate`. */
+const LAST_ANNOUNCED: Deno.KvKey = ["presence_feed", "last_announced"];
+const LAST_ANNOUNCED_TTL_MS = 24 * 60 * 60 * 1000;
 
 /** Filters an online list for a viewer of the given role. */
 export function visibleTo(role: Role, users: readonly OnlineUser[]): OnlineUser[] {
@@ -38,13 +50,16 @@ export class PresenceFeed {
   #lastFlush = 0;
   #flushing: Promise<void> | null = null;
   #closed = false;
+  readonly #kv: Deno.Kv | null;
+  #lastAnnounced: string | null = null;
   /** Broadcasts sent so far (tests and metrics). */
   broadcasts = 0;
 
   constructor(io: Server, presence: Presence, options: PresenceFeedOptions = {}) {
     this.#io = io;
     this.#presence = presence;
-    this.#intervalMs = options.intervalMs ?? 250;
+    this.#intervalMs = options.intervalMs ?? 1000;
+    this.#kv = options.kv ?? null;
     this.#sweepEveryMs = options.sweepEveryMs ?? 5000;
   }
 
@@ -64,11 +79,15 @@ export class PresenceFeed {
     }, wait);
   }
 
-  /** Reads presence once and broadcasts it to staff and (filtered) to customers. */
+  /**
+   * Reads presence once and, unless its people are the ones last announced,
+   * broadcasts it to staff and (filtered) to customers.
+   */
   async flush(): Promise<void> {
     this.#lastFlush = Date.now();
     try {
       const users = await this.#presence.list();
+      if (!await this.#changedSinceLast(users)) return;
       this.#io.to(STAFF_ROOM).emit("onlineUsersUpdate", { onlineUsers: users });
       this.#io.to(CLIENTS_ROOM).emit("onlineUsersUpdate", {
         onlineUsers: visibleTo("client", users),
@@ -77,6 +96,20 @@ export class PresenceFeed {
     } catch (error) {
       log("warn", "presence broadcast failed", { error: String(error) });
     }
+  }
+
+  /** Whether `users` differ (by person) from the last list announced; notes them if so. */
+  async #changedSinceLast(users: readonly OnlineUser[]): Promise<boolean> {
+    const people = users.map((u) => `${u.userType}:${u.userId}`).join(",");
+    if (this.#kv === null) {
+      if (people === this.#lastAnnounced) return false;
+      this.#lastAnnounced = people;
+      return true;
+    }
+    const last = await this.#kv.get<string>(LAST_ANNOUNCED);
+    if (last.value === people) return false;
+    await this.#kv.set(LAST_ANNOUNCED, people, { expireIn: LAST_ANNOUNCED_TTL_MS });
+    return true;
   }
 
   /** Removes users whose entries expired and announces the change. */

@@ -172,6 +172,8 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
 
   const presence = new TimedPresence(kv, metrics, { ttlMs: config.heartbeatTimeout });
   const presenceFeed = new PresenceFeed(io, presence, {
+    intervalMs: config.presenceBroadcastIntervalMs,
+    kv,
     sweepEveryMs: Math.max(1000, Math.min(10_000, Math.floor(config.heartbeatTimeout / 2))),
   });
   const members = new Membership(kv);

@@ -497,13 +497,16 @@ Deno.test("engine hardening variables: defaults, values, refusals", () => {
     pendingPerAddress: 50,
     pendingMax: 5000,
     maxBufferedBytes: 4 * 1024 * 1024,
+    requireHeaderToken: false,
   });
   const set = loadConfig({
     APP_ENV: "development",
     TRUSTED_PROXIES: "127.0.0.1, 10.0.0.0/8,fd00::/8",
     TRUSTED_PROXY_HEADER: "forwarded",
     SOCKET_PENDING_TIMEOUT: "0",
+    SOCKET_REQUIRE_HEADER_TOKEN: "true",
   }).engineLimits;
+  assert.equal(set.requireHeaderToken, true);
   assert.deepEqual(set.trustedProxies, ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]);
   assert.equal(set.proxyHeader, "forwarded");
   assert.equal(set.pendingTimeoutMs, 0);

@@ -87,6 +87,7 @@ Deno.test("a burst of changes costs one read and one broadcast per audience", as
     assert.equal(clientList.length, 10);
 
     // a later change is announced again
+    await presence.online({ person: { kind: "agent", id: 99 }, userType: "agent", socketId: "x" });
     const second = nextBroadcast();
     feed.changed();
     await second;
@@ -146,4 +147,59 @@ Deno.test("a sweep that finds nobody announces nothing", async () => {
   }
   assert.equal(feed.broadcasts, 0);
   assert.deepEqual(sent, []);
+});
+
+Deno.test("the same people as last announced are not announced again, across processes", async (t) => {
+  const kv = await Deno.openKv(":memory:");
+  let now = 1_000_000;
+  const a = fakeIo();
+  const b = fakeIo();
+  const presence = new Presence(kv, { ttlMs: 60_000, now: () => now });
+  // two processes sharing one KV
+  const feedA = new PresenceFeed(a.io, presence, { intervalMs: 0, kv });
+  const feedB = new PresenceFeed(b.io, presence, { intervalMs: 0, kv });
+  const agent = { person: { kind: "agent" as const, id: 5 }, userType: "agent" as const };
+  try {
+    await t.step("a change is announced", async () => {
+      await presence.online({ ...agent, socketId: "s1" });
+      await feedA.flush();
+      assert.equal(feedA.broadcasts, 1);
+    });
+    await t.step("a heartbeat (only lastSeen moved) is not", async () => {
+      now += 5_000;
+      assert.equal(await presence.heartbeat(agent.person, "s1"), true);
+      await feedA.flush();
+      await feedB.flush();
+      assert.equal(feedA.broadcasts + feedB.broadcasts, 1);
+    });
+    await t.step("a reload (offline, then online again) is not", async () => {
+      await presence.offline(agent.person);
+      await presence.online({ ...agent, socketId: "s2" });
+      await feedB.flush();
+      assert.equal(feedB.broadcasts, 0);
+    });
+    await t.step(
+      "what another process announced counts: A may not skip B's change back",
+      async () => {
+        await presence.online({
+          person: { kind: "client", id: 5 },
+          userType: "client",
+          socketId: "c",
+        });
+        await feedB.flush(); // B announces agent 5 + customer 5
+        await presence.offline({ kind: "client", id: 5 });
+        await feedA.flush(); // back to what A announced first: A must announce it again
+        assert.equal(feedB.broadcasts, 1);
+        assert.equal(feedA.broadcasts, 2);
+        assert.deepEqual(
+          a.sent.at(-2)?.payload.onlineUsers.map((u) => [u.userType, u.userId]),
+          [["agent", 5]],
+        );
+      },
+    );
+  } finally {
+    await feedA.close();
+    await feedB.close();
+    kv.close();
+  }
 });

@@ -323,6 +323,8 @@ Deno.test("status: without userHeartbeat a user expires and the sweep announces 
     SEED_FILE: FIXTURE,
     SOCKET_HEARTBEAT_TIMEOUT: String(TTL),
     RATE_LIMIT_STATUS: "1000",
+    // times scaled down with the TTL: announcements at most every 100 ms
+    PRESENCE_BROADCAST_INTERVAL: "100",
   });
   const sockets: Socket[] = [];
   let beat: ReturnType<typeof setInterval> | undefined;
