@@ -945,6 +945,76 @@ Deno.test("repeated failed handshakes from one address are blocked, but never a 
   }
 });
 
+Deno.test("behind a trusted proxy failures count per forwarded client; elsewhere the header is ignored", async (t) => {
+  const log = captureLog();
+  const bad = await signHs256(OTHER_SECRET, { sub: AGENT_123 }, { issuer: ISS });
+  const good = await signHs256(SECRET, { sub: AGENT_123 }, { issuer: ISS });
+  const from = (address: string, token: string): ClientOptions => ({
+    transports: ["polling"],
+    auth: { token },
+    extraHeaders: { "x-forwarded-for": address },
+  });
+  try {
+    await t.step("TRUSTED_PROXIES=127.0.0.1: one client locked out, the others not", async () => {
+      const running = await startApp(baseEnv({
+        SUPABASE_JWT_SECRET: SECRET,
+        JWT_ISSUER: ISS,
+        AUTH_FAIL_LIMIT: "3",
+        TRUSTED_PROXIES: "127.0.0.1",
+      }));
+      try {
+        const before = log.security("auth_failure").length;
+        for (let i = 0; i < 4; i++) await refused(running.url, from("203.0.113.7", bad));
+        const lines = log.security("auth_failure").slice(before);
+        assert.deepEqual(lines.map((l) => [l.address, l.reason]), [
+          ["203.0.113.7", "bad_signature"],
+          ["203.0.113.7", "bad_signature"],
+          ["203.0.113.7", "bad_signature"],
+          ["203.0.113.7", "too_many_failures"],
+        ]);
+        // another user behind the same proxy: a bad token is judged on its own, a good one connects
+        await refused(running.url, from("198.51.100.9", bad));
+        assert.deepEqual(
+          [
+            log.security("auth_failure").at(-1)?.address,
+            log.security("auth_failure").at(-1)?.reason,
+          ],
+          ["198.51.100.9", "bad_signature"],
+        );
+        (await connect(running.url, from("198.51.100.9", good))).close();
+        // and the locked-out address itself with a token that verifies
+        (await connect(running.url, from("203.0.113.7", good))).close();
+      } finally {
+        await running.close();
+      }
+    });
+    await t.step("no trusted proxy: X-Forwarded-For does not change the address", async () => {
+      const running = await startApp(baseEnv({
+        SUPABASE_JWT_SECRET: SECRET,
+        JWT_ISSUER: ISS,
+        AUTH_FAIL_LIMIT: "3",
+      }));
+      try {
+        const before = log.security("auth_failure").length;
+        // a new spoofed address each time does not escape the limit
+        for (let i = 0; i < 4; i++) await refused(running.url, from(`203.0.113.${i + 1}`, bad));
+        const lines = log.security("auth_failure").slice(before);
+        assert.deepEqual(lines.map((l) => l.address), [
+          "127.0.0.1",
+          "127.0.0.1",
+          "127.0.0.1",
+          "127.0.0.1",
+        ]);
+        assert.equal(lines.at(-1)?.reason, "too_many_failures");
+      } finally {
+        await running.close();
+      }
+    });
+  } finally {
+    log.restore();
+  }
+});
+
 Deno.test("POST /dev/login: development only, built-in secrets only, JSON only", async (t) => {
   const log = captureLog();
   const login = (url: string, body: unknown, headers: Record<string, string> = {}) =>
