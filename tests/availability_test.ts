@@ -6,14 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  Availability,
-  AVAILABILITY_STATUSES,
-  loggingMirror,
-  MIRROR_TTL_SEC,
-  mirrorKey,
-  type PresenceMirror,
-} from "../src/availability.ts";
+import { Availability, loggingMirror, type PresenceMirror } from "../src/availability.ts";
 import { setLogSink } from "../src/log.ts";
 import type { Agent } from "../src/store/mod.ts";
 
@@ -63,12 +56,6 @@ function clock(start = T0): { now: () => number; advance: (ms: number) => void }
 function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
-
-Deno.test("the statuses presence:update accepts", () => {
-  assert.deepEqual(AVAILABILITY_STATUSES, ["accepting_chats", "not_accepting_chats", "offline"]);
-  assert.equal(mirrorKey(123), "user_presence:123");
-  assert.equal(MIRROR_TTL_SEC, 900);
-});
 
 Deno.test("Availability: connect, change, another tab, last disconnect", async (t) => {
   const kv = await Deno.openKv(":memory:");

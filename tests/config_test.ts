@@ -415,39 +415,6 @@ Deno.test("production refuses to start without a secret or a JWKS source", async
   });
 });
 
-Deno.test("CONFIG_VARIABLES lists what loadConfig reads", () => {
-  for (
-    const name of [
-      "PORT",
-      "APP_ENV",
-      "SOCKET_CORS_ORIGINS",
-      "SUPABASE_JWT_SECRET",
-      "JWT_ACCESS_SECRET",
-      "SUPABASE_URL",
-      "SUPABASE_JWKS_URL",
-      "JWT_ISSUER",
-      "JWT_AUDIENCE",
-      "AUTH_COOKIE_NAMES",
-      "AUTH_FAIL_LIMIT",
-      "TOKEN_EXPIRY_WARNING",
-      "KV_PATH",
-      "DATABASE_URL",
-      "SEED_FILE",
-      "METRICS_TOKEN",
-      "METRICS_PUBLIC",
-      "DATABASE_PREPARE",
-      "MESSAGE_DEDUPE_WINDOW",
-      "RATE_LIMIT_REFRESH",
-      "RATE_LIMIT_READS",
-      "MAX_SOCKETS_PER_PERSON",
-      "ACCESS_RECHECK_INTERVAL",
-      "QUEUE_MAX_ACTIVE",
-    ]
-  ) {
-    assert.ok(CONFIG_VARIABLES.includes(name), name);
-  }
-});
-
 /** Runs main.ts with `env` (key-source variables blanked) and returns exit code and stderr. */
 async function runMain(env: Record<string, string>): Promise<{ code: number; stderr: string }> {
   const blank: Record<string, string> = {};
