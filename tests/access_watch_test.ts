@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { TRANSFER_456_TO_124 } from "./support/people.ts";
 import postgres from "postgres";
 import { closeAll, connectAs, type TestClient } from "./support/clients.ts";
 import { postgresAvailable, startPostgres } from "./support/postgres.ts";
@@ -185,15 +186,7 @@ Deno.test("a recovered session gets only the rooms its person may still enter", 
     agent.socket.io.engine.close();
     await dropped.promise;
     // reassigned while the agent was away (the periodic check is off: recovery must do it)
-    await running.app.services.store.loadFixture({
-      chat_group: [{
-        chat_group_id: 456,
-        client_id: 789,
-        dept_id: 2,
-        sys_user_id: 124,
-        status: "active",
-      }],
-    });
+    await running.app.services.store.loadFixture(TRANSFER_456_TO_124);
     await reconnected.promise;
     assert.equal(agent.socket.recovered, true);
     const serverRooms = rooms(running, agent);

@@ -7,7 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { closeAll, connectAs, type TestClient, tokenFor } from "./support/clients.ts";
+import { TRANSFER_456_TO_124 } from "./support/people.ts";
+import { closeAll, connectUsers, type TestClient, tokenFor } from "./support/clients.ts";
 import { RawSocket } from "./support/raw_protocol.ts";
 import { type RunningApp, startApp } from "./support/server.ts";
 
@@ -28,10 +29,7 @@ async function dropAgent(
   missed: string,
   whileAway: () => Promise<void> = () => Promise.resolve(),
 ): Promise<Dropped & { customer: TestClient }> {
-  const agent = await connectAs(running, "agent:123");
-  clients.push(agent);
-  const customer = await connectAs(running, "client:789");
-  clients.push(customer);
+  const [agent, customer] = await connectUsers(running, ["agent:123", "client:789"], clients);
   await agent.join(456);
   await customer.join(456);
   const mark = agent.mark();
@@ -179,15 +177,7 @@ Deno.test("a recovery leaves out a conversation lost while away: nothing of it r
   try {
     const dropped = await dropAgent(running, clients, "secret after the transfer", async () => {
       // transferred to agent 124 of department 2 while agent 123 was away
-      await running.app.services.store.loadFixture({
-        chat_group: [{
-          chat_group_id: 456,
-          client_id: 789,
-          dept_id: 2,
-          sys_user_id: 124,
-          status: "active",
-        }],
-      });
+      await running.app.services.store.loadFixture(TRANSFER_456_TO_124);
     });
     const frames = await comeBack(
       running,

@@ -8,6 +8,7 @@
  */
 
 import assert from "node:assert/strict";
+import { TRANSFER_456_TO_124 } from "./support/people.ts";
 import { connectAs, type TestClient, withCast } from "./support/clients.ts";
 
 const JOHN = {
@@ -255,15 +256,7 @@ Deno.test("typing after losing access is refused and the socket leaves the room"
     await client.join(456);
 
     // 456 is transferred to department 2 and agent 124 (as the REST side would)
-    await running.app.services.store.loadFixture({
-      chat_group: [{
-        chat_group_id: 456,
-        client_id: 789,
-        dept_id: 2,
-        sys_user_id: 124,
-        status: "active",
-      }],
-    });
+    await running.app.services.store.loadFixture(TRANSFER_456_TO_124);
 
     await t.step("ACCESS_DENIED (access_revoked), nothing relayed", async () => {
       const mark = client.mark();

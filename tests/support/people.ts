@@ -60,3 +60,18 @@ export async function tokenForPerson(
     expiresInSec: options.expiresInSec,
   });
 }
+
+/**
+ * Fixture rows that transfer the demo conversation 456 (customer 789) to
+ * department 2 and agent 124, as Servana's REST side would: agent 123 of
+ * department 1 loses it. Load with `store.loadFixture`.
+ */
+export const TRANSFER_456_TO_124 = {
+  chat_group: [{
+    chat_group_id: 456,
+    client_id: 789,
+    dept_id: 2,
+    sys_user_id: 124,
+    status: "active",
+  }],
+};
