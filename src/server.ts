@@ -19,6 +19,7 @@ import {
 } from "./auth/mod.ts";
 import { devLoginHandler } from "./auth/dev_login.ts";
 import { Availability, loggingMirror } from "./availability.ts";
+import { backendCache } from "./backend_cache.ts";
 import type { Config } from "./config.ts";
 import { demoRoutes } from "./demo/mod.ts";
 import { Engine, type EngineSocket } from "./engine/mod.ts";
@@ -188,13 +189,14 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     work.then(() => pending.delete(work), () => pending.delete(work));
     return work;
   }
+  const cache = backendCache(scale ? scale.keys : null);
   const queue = new QueueDrain({
     store,
     availability,
     members,
     kv,
     maxActive: config.queueMaxActive,
-    onAssigned: (group) => announceAssignment({ io, store }, group),
+    onAssigned: (group) => announceAssignment({ io, store, backendCache: cache }, group),
   });
   const services: Services = {
     config,
@@ -215,6 +217,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     members,
     availability,
     queue,
+    backendCache: cache,
     securityLog: new LogThrottle(),
     metrics,
     track,

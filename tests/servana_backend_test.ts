@@ -15,6 +15,7 @@
  */
 
 import assert from "node:assert/strict";
+import { createClient } from "redis";
 import type { Socket } from "socket.io-client";
 import { mobileAppSocket, webAppSocket } from "./support/app_clients.ts";
 import type { TestClient } from "./support/clients.ts";
@@ -321,6 +322,67 @@ Deno.test({
     } finally {
       closeClients(clients);
       await stopAll(sockets, servers);
+      await redis.stop();
+      await Deno.remove(cwd, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "the REST side's Redis cache: keys the service's writes make stale are deleted",
+  ignore: reason !== null,
+  async fn(t) {
+    const redis = await startRedis();
+    const cwd = await Deno.makeTempDir({ prefix: "servana-cache-" });
+    const servers: ServerProcess[] = [];
+    const clients: (TestClient | undefined)[] = [];
+    const cache = createClient({ url: redis.url });
+    await cache.connect();
+    // what the backend's cache service holds: history for two hours, agents' lists five minutes
+    const cached = ["chat_messages:456", "chat_messages:457"];
+    const lists = ["chat_group:user_chat_groups_123", "chat_group:user_chat_groups_124"];
+    for (const key of cached) await cache.set(key, "[]", { EX: 7200 });
+    for (const key of lists) await cache.set(key, "[]", { EX: 300 });
+    const present = async (keys: string[]) => {
+      const found: string[] = [];
+      for (const key of keys) if (await cache.exists(key)) found.push(key);
+      return found;
+    };
+    async function until(check: () => Promise<boolean>): Promise<void> {
+      for (let i = 0; i < 100 && !await check(); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+    try {
+      const server = await spawnServer(cwd, clusterEnv(SECRET, redis.url));
+      servers.push(server);
+
+      await t.step("a message stored: that conversation's history key goes", async () => {
+        const customer = await mobileAppSocket(server.url, {
+          token: await tokenForPerson("client:789", secrets),
+        });
+        clients.push(customer);
+        await customer.expectOk("chat:join", { chatGroupId: 456 });
+        await customer.expectOk("sendMessage", { chat_body: "hi", chat_group_id: 456 });
+        await until(async () => (await present(cached)).length < 2);
+        assert.deepEqual(await present(cached), ["chat_messages:457"]);
+      });
+
+      await t.step("a queued conversation assigned: that agent's list key goes", async () => {
+        // agent 124 (department 2) coming online drains queued 459
+        const agent = await webAppSocket(server.url, {
+          token: await tokenForPerson("agent:124", secrets),
+          sysUserId: 124,
+        });
+        clients.push(agent);
+        await agent.next("customerListUpdate");
+        await until(async () => (await present(lists)).length < 2);
+        assert.deepEqual(await present(lists), ["chat_group:user_chat_groups_123"]);
+      });
+    } finally {
+      closeClients(clients);
+      await cache.close();
+      await stopAll([], servers);
       await redis.stop();
       await Deno.remove(cwd, { recursive: true }).catch(() => {});
     }

@@ -188,6 +188,7 @@ async function readOnJoin(ctx: EventContext, chatGroupId: number): Promise<void>
     const at = new Date();
     const newest = await store.markRead({ chatGroupId, reader, at, limit: 1 });
     if (newest.length === 0) return;
+    await ctx.services.backendCache.messagesChanged(chatGroupId);
     io.to(chatRoom(chatGroupId)).emit(
       "messageStatusUpdate",
       messageStatusPayload(newest[0], { status: "read", at, by: "auto_join" }),
@@ -201,6 +202,7 @@ async function readOnJoin(ctx: EventContext, chatGroupId: number): Promise<void>
       limit: READ_BATCH_LIMIT,
       since: new Date(later.getTime() - READ_BATCH_WINDOW_MS),
     });
+    if (more.length > 0) await ctx.services.backendCache.messagesChanged(chatGroupId);
     for (const chatId of more) {
       io.to(chatRoom(chatGroupId)).emit(
         "messageStatusUpdate",
@@ -345,6 +347,9 @@ async function afterSend(
     }
   } catch (error) {
     log("warn", "delivery update failed", { chatId: message.id, error: String(error) });
+  } finally {
+    // the REST side's cached history of this conversation lacks the message (or its state)
+    await services.backendCache.messagesChanged(group.id);
   }
 }
 
@@ -371,15 +376,17 @@ export async function getMessages(input: HistoryInput, ctx: EventContext, event:
 }
 
 /**
- * Tells the agent a queued conversation was assigned to them:
+ * Tells the agent a queued conversation was assigned to them (after
+ * deleting the REST side's cached list of their conversations):
  * `customerListUpdate { type: "assigned", data: { customer, … } }` (with the
  * seed's sort fields) to `agent_<id>`.
  */
 export async function announceAssignment(
-  services: Pick<Services, "io" | "store">,
+  services: Pick<Services, "io" | "store" | "backendCache">,
   group: ChatGroup,
 ): Promise<void> {
   if (group.agentId === null) return;
+  await services.backendCache.agentListChanged(group.agentId);
   const conversation = await services.store.getConversation(group.id);
   if (conversation === null) return;
   const at = new Date();

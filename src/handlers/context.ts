@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { BackendCache } from "../backend_cache.ts";
 import type { DefaultEventsMap, Server, Socket } from "socket.io";
 import { z } from "zod";
 import { claimMatches } from "../access.ts";
@@ -39,6 +40,8 @@ export interface Services {
   /** Agents' availability (and the backend's Redis presence keys). */
   availability: Availability;
   queue: QueueDrain;
+  /** Servana's REST cache in Redis, whose stale keys our writes delete. */
+  backendCache: BackendCache;
   /** Security lines, at most one per socket and event per window. */
   securityLog: LogThrottle;
   metrics: Metrics;
