@@ -7,6 +7,7 @@
 
 import postgres from "postgres";
 import { migrate } from "../src/store/migrate.ts";
+import { usesPreparedStatements, withoutPoolerHint } from "../src/store/postgres_store.ts";
 
 async function main(): Promise<number> {
   const url = Deno.env.get("DATABASE_URL");
@@ -14,7 +15,14 @@ async function main(): Promise<number> {
     console.error("DATABASE_URL is not set: nothing to migrate.");
     return 2;
   }
-  const sql = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 15 });
+  // the pooler hint (`?pgbouncer=true`) is ours, not the server's; through a
+  // transaction-mode pooler no statement is prepared
+  const sql = postgres(withoutPoolerHint(url), {
+    max: 1,
+    onnotice: () => {},
+    connect_timeout: 15,
+    prepare: usesPreparedStatements(url),
+  });
   try {
     const result = await migrate(sql);
     for (const name of result.applied) console.log(`applied ${name}`);

@@ -124,7 +124,8 @@ export interface PostgresStoreOptions {
 /**
  * Whether a connection string allows prepared statements: not through a
  * transaction-mode pooler (PgBouncer, Supavisor), recognised by Supabase's
- * pooler port 6543, a `pooler.supabase.com` host, or `pgbouncer=true`.
+ * pooler port 6543, PgBouncer's default port 6432, a `pooler.supabase.com`
+ * host, or `pgbouncer=true`. Any other pooler: `DATABASE_PREPARE=false`.
  */
 export function usesPreparedStatements(url: string): boolean {
   let parsed: URL;
@@ -134,7 +135,8 @@ export function usesPreparedStatements(url: string): boolean {
     return true;
   }
   if (parsed.searchParams.get("pgbouncer") === "true") return false;
-  if (parsed.port === "6543") return false;
+  // Supabase's pooler (Supavisor) and PgBouncer's default port
+  if (parsed.port === "6543" || parsed.port === "6432") return false;
   return !parsed.hostname.toLowerCase().endsWith("pooler.supabase.com");
 }
 
