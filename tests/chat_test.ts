@@ -823,3 +823,46 @@ Deno.test("joinChatGroup: a socket closed while its join is in flight leaves no 
   assert.equal(adapter.rooms.has("456"), false, "room 456 left behind");
   assert.equal(adapter.sids.size, 0);
 });
+
+Deno.test("a customer without a profile (signed up by phone) is shown by their number", async () => {
+  const running = await startApp(FIXTURE);
+  const clients: (TestClient | undefined)[] = [];
+  try {
+    await running.app.services.store.loadFixture({
+      client: [{
+        client_id: 800,
+        client_country_code: "+63",
+        client_number: "9170000800",
+        prof_id: null,
+        client_is_active: true,
+      }],
+      chat_group: [{
+        chat_group_id: 900,
+        client_id: 800,
+        dept_id: 1,
+        sys_user_id: 123,
+        status: "active",
+      }],
+    });
+    const agent = await connectAs(running, "agent:123");
+    clients.push(agent);
+    const customer = await connectAs(running, "client:800");
+    clients.push(customer);
+    await agent.join(900);
+    await customer.join(900);
+    const mark = agent.mark();
+    customer.socket.emit("typing", { chatGroupId: 900 });
+    const typing = await agent.next("typing", mark) as { userName: string };
+    assert.equal(typing.userName, "+639170000800");
+    await customer.expectOk("sendMessage", { chat_body: "hello", chat_group_id: 900 });
+    const message = await agent.next("receiveMessage", mark) as Record<string, unknown>;
+    assert.equal(message.sender_name, "+639170000800");
+    assert.deepEqual(message.sender, {
+      userId: 800,
+      profile: { prof_firstname: "", prof_lastname: "" },
+      image: null,
+    });
+  } finally {
+    await closeAll(running, clients);
+  }
+});

@@ -85,9 +85,15 @@ export function agentRole(roleName: string | null): "agent" | "admin" {
   return roleName !== null && /admin/i.test(roleName) ? "admin" : "agent";
 }
 
-/** "First Last", trimmed (empty when both names are empty). */
-export function displayName(person: Pick<PersonFields, "firstName" | "lastName">): string {
-  return `${person.firstName} ${person.lastName}`.trim();
+/**
+ * The name to show for a person: first and last name; for a customer
+ * without one (Servana's sign-up by phone leaves `prof_id` NULL), their
+ * phone number (`client_country_code` + `client_number`).
+ */
+export function displayName(person: Person): string {
+  const name = `${person.firstName} ${person.lastName}`.trim();
+  if (name !== "" || person.kind !== "client") return name;
+  return `${person.countryCode}${person.number}`;
 }
 
 /** A department: agents belong to departments, conversations are routed to one. */
