@@ -133,10 +133,13 @@ export class EngineSocket extends EventEmitter {
     const held = this.#held ?? [];
     this.#held = null;
     this.#heldBytes = 0;
-    for (const data of first) this.sendPacket("message", data);
+    if (this.#state === "closing" || this.#state === "closed") return;
+    // one batch: a waiting poll gets all of it
+    for (const data of first) this.#enqueue("message", data);
     for (const packet of held) {
-      this.sendPacket("message", packet.data, packet.options, packet.callback);
+      this.#enqueue("message", packet.data, packet.options, packet.callback);
     }
+    this.#flushOrBound();
   }
 
   /**
@@ -381,20 +384,34 @@ export class EngineSocket extends EventEmitter {
       if (this.bufferedBytes > this.#options.maxBufferedBytes) this.#overflow();
       return;
     }
+    this.#enqueue(type, data, options, callback);
+    this.#flushOrBound();
+  }
+
+  /** Adds a packet to the write buffer (counted in its bytes). */
+  #enqueue(
+    type: PacketType,
+    data?: PacketData,
+    options?: PacketOptions,
+    callback?: SentCallback,
+  ): void {
     const packet: Packet = data === undefined ? { type, options } : { type, data, options };
     this.emit("packetCreate", packet);
     this.#writeBuffer.push(packet);
     if (callback) this.#packetsFn.push(callback);
+    this.#queuedBytes += packetSize(packet);
+  }
+
+  /**
+   * Flushes when the client takes packets now; otherwise (no poll pending,
+   * or the WebSocket has not written the last ones yet) bounds what waits.
+   */
+  #flushOrBound(): void {
     if (this.transport.writable && !this.transport.holding) {
       this.#flush();
       return;
     }
-    // the client is not taking packets now (no poll pending, or the
-    // WebSocket has not written the last ones yet): bound what waits
-    this.#queuedBytes += packetSize(packet);
-    if (this.bufferedBytes > this.#options.maxBufferedBytes) {
-      this.#overflow();
-    }
+    if (this.bufferedBytes > this.#options.maxBufferedBytes) this.#overflow();
   }
 
   #overflow(): void {
