@@ -13,15 +13,17 @@
  *
  * Then the full service (main.ts under the compile permissions, see
  * pipeline.ts): `"pipeline"`, a 60 s soak of 2,000 authenticated clients in
- * 200 chat groups followed by 30 s idle, and `"capacity"`, the largest room
- * for which 95% of broadcasts reach every member within 250 ms.
+ * 200 chat groups followed by 30 s idle; `"ramp"`, the same clients at rising
+ * offered message rates until ack p99 passes 50 ms or errors appear; and
+ * `"capacity"`, the largest room for which 95% of broadcasts reach every
+ * member within 250 ms.
  *
  * The last line printed is the JSON summary. `BENCH_CPU_PROF=1` starts the
  * Deno server (and the pipeline's service) with `--cpu-prof` (profiles land
  * in bench/out/; summarise them with bench/profile_top.ts).
  * `BENCH_ONLY=throughput|memory` runs one phase and prints no JSON line;
- * `BENCH_ONLY=pipeline|capacity` runs one part and prints a JSON line with
- * that key only. `BENCH_RAW_MEMORY=1` also measures the raw server's memory
+ * `BENCH_ONLY=pipeline|ramp|capacity` runs one part and prints a JSON line
+ * with that key only. `BENCH_RAW_MEMORY=1` also measures the raw server's memory
  * (printed, not in the JSON). `BENCH_CLIENT_WORKERS` (default 2) sets the
  * client threads of the pipeline and capacity parts, `BENCH_CAPACITY_CAP`
  * (default 8000) the largest room tried. Investigation knobs for the service
@@ -36,8 +38,10 @@ import process from "node:process";
 import { io, type Socket, WebSocket as WebSocketTransport } from "socket.io-client";
 import {
   type CapacityResult,
+  messageRamp,
   type PipelineResult,
   pipelineSoak,
+  type RampResult,
   roomCapacity,
 } from "./pipeline.ts";
 import { onServerCore, pinLoadGenerator } from "./pinning.ts";
@@ -552,14 +556,16 @@ async function main(): Promise<void> {
   }
   let pipeline: PipelineResult | undefined;
   if (runs("pipeline")) pipeline = await pipelineSoak({ cpuProf });
+  let ramp: RampResult | undefined;
+  if (runs("ramp")) ramp = await messageRamp({ cpuProf });
   let capacity: CapacityResult | undefined;
   if (runs("capacity")) {
     const cap = Number(Deno.env.get("BENCH_CAPACITY_CAP") ?? 8000);
     capacity = await roomCapacity({ cap, cpuProf });
   }
   console.log(`total ${((performance.now() - started) / 1000).toFixed(1)} s`);
-  if (only === "pipeline" || only === "capacity") {
-    console.log(JSON.stringify(only === "pipeline" ? { pipeline } : { capacity }));
+  if (only === "pipeline" || only === "ramp" || only === "capacity") {
+    console.log(JSON.stringify({ pipeline, ramp, capacity }));
     return;
   }
   if (only && only !== "engine") return;
@@ -594,6 +600,7 @@ async function main(): Promise<void> {
     bytesPerConnOverRaw: mem.deno.bytesPerConn - mem.raw.bytesPerConn,
     pinned: pin.pinned,
     pipeline,
+    ramp,
     capacity,
   };
   console.log(JSON.stringify(summary));

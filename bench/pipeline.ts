@@ -17,9 +17,17 @@
  */
 
 import { io, type Socket, WebSocket as WebSocketTransport } from "socket.io-client";
-import { mintToken } from "../src/auth/dev.ts";
-import type { BenchUser, SoakReport } from "./pipeline_worker.ts";
-import { BENCH_SECRET, readRss, type Seed, type Service, startService } from "./service.ts";
+import process from "node:process";
+import { benchToken, type BenchUser, type RampReport, type SoakReport } from "./pipeline_worker.ts";
+import {
+  BENCH_SECRETS,
+  benchAuthId,
+  readCpuSeconds,
+  readRss,
+  type Seed,
+  type Service,
+  startService,
+} from "./service.ts";
 
 const MB = 1024 * 1024;
 
@@ -106,48 +114,83 @@ const SOAK_IDLE_MS = 30_000;
 const CONNECT_CONCURRENCY = 25;
 
 /**
- * 200 departments, 200 chat groups, 2,000 users: group g's customer (a
- * client may only join their own group) and 9 agents of department g.
+ * Servana's tables for the soak: 200 departments and 200 active
+ * conversations (`chat_group`); conversation g belongs to customer g (a
+ * `client` row: a customer may only join their own conversation) and is
+ * routed to department g, whose 9 agents (`sys_user` rows with a
+ * `supabase_user_id`, role Agent) may join it; the first of them is
+ * assigned. 2,000 people: 200 customers and 1,800 agents.
  */
 export function soakSeed(): { seed: Seed; users: BenchUser[] } {
-  const seed: Seed = { departments: [], users: [], chatGroups: [] };
+  const seed = emptySeed();
   const users: BenchUser[] = [];
   for (let g = 1; g <= SOAK_GROUPS; g++) {
     const clientId = 10_000 + g;
-    seed.departments.push({ id: g, name: `Dept ${g}` });
-    seed.users.push({
-      id: clientId,
-      authId: `bench-client-${g}`,
-      role: "client",
-      departments: [],
-      firstName: "Client",
-      lastName: String(g),
+    const number = `917${String(clientId).padStart(7, "0")}`;
+    seed.department!.push({ dept_id: g, dept_name: `Dept ${g}` });
+    seed.profile!.push({ prof_id: clientId, prof_firstname: "Client", prof_lastname: String(g) });
+    seed.client!.push({
+      client_id: clientId,
+      client_country_code: "+63",
+      client_number: number,
+      prof_id: clientId,
     });
-    users.push({ authId: `bench-client-${g}`, groupId: g, clientId, offsetMs: 0 });
+    users.push({ kind: "client", id: clientId, number, groupId: g, clientId, offsetMs: 0 });
     for (let k = 1; k < SOAK_MEMBERS_PER_GROUP; k++) {
       const id = 100_000 + g * 100 + k;
-      seed.users.push({
-        id,
-        authId: `bench-agent-${g}-${k}`,
-        role: "agent",
-        departments: [g],
-        firstName: "Agent",
-        lastName: `${g}-${k}`,
-      });
-      users.push({ authId: `bench-agent-${g}-${k}`, groupId: g, clientId, offsetMs: 0 });
+      addAgent(seed, { id, role: AGENT_ROLE, departments: [g], name: `${g}-${k}` });
+      users.push({ kind: "agent", id, authId: benchAuthId(id), groupId: g, clientId, offsetMs: 0 });
     }
-    seed.chatGroups.push({
-      id: g,
-      clientId,
-      departmentId: g,
-      agentId: 100_000 + g * 100 + 1,
+    seed.chat_group!.push({
+      chat_group_id: g,
+      client_id: clientId,
+      dept_id: g,
+      sys_user_id: 100_000 + g * 100 + 1,
       status: "active",
     });
   }
-  // interleave groups and spread the first sends evenly over the interval
-  users.sort((a, b) => (a.authId < b.authId ? -1 : 1));
+  // interleave the groups (member k of every group, then member k + 1) and spread the first
+  // sends evenly over the interval
+  const order = (u: BenchUser) => (u.kind === "client" ? 0 : u.id % 100) * 1000 + u.groupId;
+  users.sort((a, b) => order(a) - order(b));
   users.forEach((u, i) => (u.offsetMs = Math.floor((i * SOAK_INTERVAL_MS) / users.length)));
   return { seed, users };
+}
+
+const ADMIN_ROLE = 1;
+const AGENT_ROLE = 2;
+
+function emptySeed(): Seed {
+  return {
+    department: [],
+    role: [{ role_id: ADMIN_ROLE, role_name: "Admin" }, {
+      role_id: AGENT_ROLE,
+      role_name: "Agent",
+    }],
+    profile: [],
+    sys_user: [],
+    sys_user_department: [],
+    client: [],
+    chat_group: [],
+  };
+}
+
+/** A `sys_user` row (agent or admin) with its profile and departments. */
+function addAgent(
+  seed: Seed,
+  agent: { id: number; role: number; departments: number[]; name: string },
+): void {
+  seed.profile!.push({ prof_id: agent.id, prof_firstname: "Agent", prof_lastname: agent.name });
+  seed.sys_user!.push({
+    sys_user_id: agent.id,
+    sys_user_email: `agent${agent.id}@bench.example`,
+    supabase_user_id: benchAuthId(agent.id),
+    role_id: agent.role,
+    prof_id: agent.id,
+  });
+  for (const dept of agent.departments) {
+    seed.sys_user_department!.push({ sys_user_id: agent.id, dept_id: dept });
+  }
 }
 
 /** The `"pipeline"` figures. */
@@ -188,7 +231,7 @@ function splitAcross<T>(items: T[], parts: number): T[][] {
 async function openAll(
   workers: ClientWorker[],
   url: string,
-  options: { users: BenchUser[]; lean?: boolean },
+  options: { users: BenchUser[]; lean?: boolean; concurrency?: number },
 ): Promise<void> {
   const parts = splitAcross(options.users, workers.length);
   await Promise.all(
@@ -197,9 +240,9 @@ async function openAll(
         ? w.request({
           cmd: options.lean ? "openLean" : "open",
           url,
-          secret: BENCH_SECRET,
+          secrets: BENCH_SECRETS,
           users: parts[i],
-          concurrency: CONNECT_CONCURRENCY,
+          concurrency: options.concurrency ?? CONNECT_CONCURRENCY,
         })
         : Promise.resolve(0)
     ),
@@ -246,7 +289,7 @@ export async function pipelineSoak(
     await workers[0].request({
       cmd: "open",
       url: service.url,
-      secret: BENCH_SECRET,
+      secrets: BENCH_SECRETS,
       users: warmUsers,
       concurrency: 5,
     });
@@ -388,6 +431,182 @@ export async function pipelineSoak(
   }
 }
 
+// ---------------------------------------------------------------- ramp
+
+/** Offered rates of the ramp, messages per second across all clients. */
+const RAMP_RATES = [200, 300, 450, 675, 1000, 1500, 2250, 3400, 5000];
+const RAMP_STEP_MS = 10_000;
+const RAMP_PAUSE_MS = 2_000;
+const RAMP_P99_LIMIT_MS = 50;
+/** A step whose sends fell further behind their schedule did not offer its rate. */
+const RAMP_MAX_LAG_MS = 100;
+
+/** One offered rate of the ramp. */
+export interface RampStep {
+  /** Offered messages per second (all clients). */
+  rate: number;
+  sent: number;
+  acked: number;
+  /** Acked messages per second over the step. */
+  ackedPerSec: number;
+  ackP50Ms: number;
+  ackP99Ms: number;
+  ackMaxMs: number;
+  errors: number;
+  errorKinds: Record<string, number>;
+  /** `receiveMessage` receptions / (acked × members per group). */
+  deliveredRatio: number;
+  /** Cores the service used during the step (user + system). */
+  serverCpu: number;
+  /** Cores the load generator (this process and its workers) used. */
+  loadCpu: number;
+  /** Most the load generator's sends fell behind their schedule, ms. */
+  maxLagMs: number;
+  /** p99 within the limit, no errors, every send acked, the rate offered on time. */
+  pass: boolean;
+}
+
+/** The `"ramp"` figures. */
+export interface RampResult {
+  clients: number;
+  groups: number;
+  stepSec: number;
+  p99LimitMs: number;
+  /** Highest offered rate that passed (messages/s); 0 if none. */
+  sustainedPerSec: number;
+  /** Why the ramp stopped: `p99`, `errors`, `load` (the load generator fell behind), or `cap`. */
+  stoppedBy: string;
+  steps: RampStep[];
+  loadAvg1m: number;
+}
+
+/**
+ * The full pipeline to saturation: the soak's 2,000 people in 200
+ * conversations on a fresh service, then steps of {@linkcode RAMP_STEP_MS}
+ * at rising offered rates (open loop: sends go out on schedule whatever the
+ * acks do, each from the next client in turn, with the bench's message mix),
+ * until a step's ack p99 passes {@linkcode RAMP_P99_LIMIT_MS}, an error
+ * appears, or the load generator cannot keep the schedule.
+ */
+export async function messageRamp(
+  options: { cpuProf?: boolean; log?: (line: string) => void; rates?: number[] } = {},
+): Promise<RampResult> {
+  const say = options.log ?? console.log;
+  const loadAvg1m = Deno.loadavg()[0];
+  const { seed, users } = soakSeed();
+  const service = await startService(seed, {
+    name: "ramp",
+    cpuProf: options.cpuProf,
+    env: { RATE_LIMIT_MESSAGES: "1000", ...recoveryOverride() },
+  });
+  const workers = Array.from({ length: workerCount() }, () => new ClientWorker());
+  const result: RampResult = {
+    clients: users.length,
+    groups: SOAK_GROUPS,
+    stepSec: RAMP_STEP_MS / 1000,
+    p99LimitMs: RAMP_P99_LIMIT_MS,
+    sustainedPerSec: 0,
+    stoppedBy: "cap",
+    steps: [],
+    loadAvg1m,
+  };
+  try {
+    await openAll(workers, service.url, { users });
+    say(`ramp: ${users.length} clients connected and joined`);
+    const received = async () => {
+      const replies = await Promise.all(
+        workers.map((w) => w.request<{ received: number }>({ cmd: "received" })),
+      );
+      return replies.reduce((sum, r) => sum + r.received, 0);
+    };
+    for (const rate of options.rates ?? RAMP_RATES) {
+      const received0 = await received();
+      const serverCpu0 = await readCpuSeconds(service.pid);
+      const loadCpu0 = ownCpuSeconds();
+      const startAt = Date.now() + 200;
+      const reports = await Promise.all(
+        workers.map((w) =>
+          w.request<RampReport>({
+            cmd: "ramp",
+            startAt,
+            durationMs: RAMP_STEP_MS,
+            rate: rate / workers.length,
+            ackTimeoutMs: 10_000,
+          })
+        ),
+      );
+      const elapsedSec = (Date.now() - startAt) / 1000;
+      const serverCpu = (await readCpuSeconds(service.pid) - serverCpu0) / elapsedSec;
+      const loadCpu = (ownCpuSeconds() - loadCpu0) / elapsedSec;
+      await sleep(RAMP_PAUSE_MS / 2); // the last broadcasts reach the members
+      const receivedDuring = await received() - received0;
+      const latencies: number[] = [];
+      const errorKinds: Record<string, number> = {};
+      let sent = 0;
+      let acked = 0;
+      let maxLagMs = 0;
+      for (const r of reports) {
+        sent += r.sent;
+        acked += r.acked;
+        maxLagMs = Math.max(maxLagMs, r.maxLagMs);
+        for (const l of r.latencies) latencies.push(l);
+        mergeErrors(errorKinds, r.errors);
+      }
+      latencies.sort((a, b) => a - b);
+      const errors = Object.values(errorKinds).reduce((a, b) => a + b, 0);
+      const p99 = percentile(latencies, 99);
+      const step: RampStep = {
+        rate,
+        sent,
+        acked,
+        ackedPerSec: round1(acked / (RAMP_STEP_MS / 1000)),
+        ackP50Ms: round1(percentile(latencies, 50)),
+        ackP99Ms: round1(p99),
+        ackMaxMs: round1(latencies.at(-1) ?? NaN),
+        errors,
+        errorKinds,
+        deliveredRatio: acked
+          ? Math.round((receivedDuring / (acked * SOAK_MEMBERS_PER_GROUP)) * 10_000) / 10_000
+          : 0,
+        serverCpu: Math.round(serverCpu * 100) / 100,
+        loadCpu: Math.round(loadCpu * 100) / 100,
+        maxLagMs: Math.round(maxLagMs),
+        pass: errors === 0 && acked === sent && p99 <= RAMP_P99_LIMIT_MS &&
+          maxLagMs <= RAMP_MAX_LAG_MS,
+      };
+      result.steps.push(step);
+      say(
+        `ramp: ${rate} msg/s offered: ${acked}/${sent} acked, ack p50 ${step.ackP50Ms} ms ` +
+          `p99 ${step.ackP99Ms} ms, ${errors} errors, delivered ${step.deliveredRatio}, ` +
+          `server ${step.serverCpu} cores, load ${step.loadCpu} cores, lag ${step.maxLagMs} ms ` +
+          (step.pass ? "ok" : "FAIL"),
+      );
+      if (!step.pass) {
+        result.stoppedBy = errors > 0 || acked !== sent
+          ? "errors"
+          : p99 > RAMP_P99_LIMIT_MS
+          ? "p99"
+          : "load";
+        break;
+      }
+      result.sustainedPerSec = rate;
+      await sleep(RAMP_PAUSE_MS / 2);
+    }
+    for (const line of service.problems.slice(0, 5)) say(`ramp: server logged ${line}`);
+    return result;
+  } finally {
+    await Promise.all(workers.map((w) => w.request({ cmd: "close" }).catch(() => {})));
+    for (const w of workers) w.terminate();
+    await service.stop();
+  }
+}
+
+/** CPU seconds (user + system, all threads) used so far by this process and its workers. */
+function ownCpuSeconds(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+}
+
 /** `BENCH_SOCKET_RECOVERY_WINDOW` (investigation only) overrides the service's default window. */
 function recoveryOverride(): Record<string, string> {
   const value = Deno.env.get("BENCH_SOCKET_RECOVERY_WINDOW");
@@ -402,6 +621,8 @@ const CAPACITY_SAMPLES = 40; // broadcasts per step, as websocket-shootout's -s 
 const CAPACITY_LIMIT_MS = 250;
 const CAPACITY_PERCENTILE = 95;
 const BROADCAST_TIMEOUT_MS = 5_000;
+/** Joins in flight per client worker while the room fills (outside the timed broadcasts). */
+const CAPACITY_CONNECT_CONCURRENCY = 50;
 
 /** One measured room size. */
 export interface CapacityStep {
@@ -428,29 +649,33 @@ export interface CapacityResult {
   loadAvg1m: number;
 }
 
-/** One room (chat group 1) whose members are admins without departments, plus its customer. */
-function capacitySeed(members: number): Seed {
-  const seed: Seed = {
-    departments: [],
-    users: [{
-      id: 1,
-      authId: "cap-client-1",
-      role: "client",
-      departments: [],
-      firstName: "Cap",
-      lastName: "Client",
-    }],
-    chatGroups: [{ id: 1, clientId: 1, departmentId: null, agentId: null, status: "active" }],
-  };
-  for (let i = 0; i < members; i++) {
-    seed.users.push({
-      id: 1_000_000 + i,
-      authId: `cap-admin-${i}`,
-      role: "admin",
-      departments: [],
-      firstName: "Cap",
-      lastName: String(i),
-    });
+/**
+ * People in the capacity room: member socket i belongs to admin i mod 160,
+ * so the first 160 members are 160 people and the rest their further tabs
+ * (at most 50 each at the 8,000 cap). The service announces a person, not a
+ * socket (`userJoined` to the room and `presence:change` to everyone, once
+ * per person), so filling the room costs O(people × members) instead of
+ * O(members²), while every broadcast still goes to every member socket.
+ */
+const CAPACITY_PEOPLE = 160;
+
+/** Capacity member socket i: a tab of an admin without departments (admins may join every conversation). */
+function capacityMember(i: number): BenchUser {
+  const id = 1_000_000 + (i % CAPACITY_PEOPLE);
+  return { kind: "agent", id, authId: benchAuthId(id), groupId: 1, clientId: 1, offsetMs: 0 };
+}
+
+/**
+ * One conversation (chat group 1, customer 1, no department) and
+ * {@linkcode CAPACITY_PEOPLE} admins without departments: a message reaches
+ * each member socket once, as `receiveMessage`.
+ */
+function capacitySeed(): Seed {
+  const seed = emptySeed();
+  seed.client!.push({ client_id: 1, client_country_code: "+63", client_number: "9170000001" });
+  seed.chat_group!.push({ chat_group_id: 1, client_id: 1, dept_id: null, status: "active" });
+  for (let i = 0; i < CAPACITY_PEOPLE; i++) {
+    addAgent(seed, { id: capacityMember(i).id, role: ADMIN_ROLE, departments: [], name: `${i}` });
   }
   return seed;
 }
@@ -469,13 +694,19 @@ export async function roomCapacity(
 ): Promise<CapacityResult> {
   const say = options.log ?? console.log;
   const cap = options.cap ?? 8000;
-  const budgetMs = options.budgetMs ?? 95_000;
+  const budgetMs = options.budgetMs ?? 150_000;
   const steps = CAPACITY_STEPS.filter((s) => s <= cap);
   const started = Date.now();
-  const service = await startService(capacitySeed(steps.at(-1)!), {
+  const service = await startService(capacitySeed(), {
     name: "capacity",
     cpuProf: options.cpuProf,
-    env: { RATE_LIMIT_MESSAGES: "1000", ...recoveryOverride() },
+    env: {
+      RATE_LIMIT_MESSAGES: "1000",
+      MAX_SOCKETS_PER_PERSON: String(Math.ceil(cap / CAPACITY_PEOPLE) + CAPACITY_SENDERS),
+      // all the bench's handshakes come from one address, more at once than the default cap
+      SOCKET_PENDING_PER_ADDRESS: String(4 * CAPACITY_CONNECT_CONCURRENCY * workerCount()),
+      ...recoveryOverride(),
+    },
   });
   const workers = Array.from({ length: workerCount() }, () => new ClientWorker());
   const senders: Socket[] = [];
@@ -503,7 +734,7 @@ export async function roomCapacity(
   try {
     // the senders are members too (they receive their own broadcasts)
     for (let i = 0; i < CAPACITY_SENDERS; i++) {
-      const token = await mintToken({ authId: `cap-admin-${i}` }, { secret: BENCH_SECRET });
+      const token = await benchToken(capacityMember(i), BENCH_SECRETS);
       const socket = io(service.url, {
         transports: [WebSocketTransport],
         forceNew: true,
@@ -527,8 +758,9 @@ export async function roomCapacity(
     let lastAdded = 0;
     let lastSize = 0;
     for (const size of steps) {
-      // filling a room costs O(n²) (every join is announced to the room with userJoined and
-      // counts the members): predict the next fill from the last one and stay within the budget
+      // a join lists the room's member entries in KV (O(n) each, so filling stays O(n²), if
+      // cheaper than the announcements were): predict the next fill from the last one and stay
+      // within the budget
       const added = size - members;
       const predictedMs = lastAdded
         ? lastConnectSec * 1000 * (added / lastAdded) *
@@ -544,11 +776,13 @@ export async function roomCapacity(
         break;
       }
       const users: BenchUser[] = [];
-      for (let i = members; i < size; i++) {
-        users.push({ authId: `cap-admin-${i}`, groupId: 1, clientId: 1, offsetMs: 0 });
-      }
+      for (let i = members; i < size; i++) users.push(capacityMember(i));
       const t0 = performance.now();
-      await openAll(workers, service.url, { users, lean: true });
+      await openAll(workers, service.url, {
+        users,
+        lean: true,
+        concurrency: CAPACITY_CONNECT_CONCURRENCY,
+      });
       const connectSec = (performance.now() - t0) / 1000;
       lastConnectSec = connectSec;
       lastAdded = added;

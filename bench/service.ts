@@ -1,39 +1,44 @@
 /**
  * Starts the real service for the bench: `deno run` of main.ts with exactly
  * the permission flags of `deno task compile` (as tests/permissions_test.ts
- * does), `APP_ENV=production`, an HS256 secret, a generated seed file and a
- * KV file in a fresh directory under bench/out/. Also reads the server
- * process's resident memory from /proc.
+ * does), `APP_ENV=production`, the agents' and the customers' HS256
+ * secrets, a generated seed file (Servana's tables) and a KV file in a fresh
+ * directory under bench/out/. Also reads the server process's resident
+ * memory and CPU time from /proc.
  *
  * @module
  */
 
+import type { Fixture } from "../src/store/mod.ts";
 import { onServerCore } from "./pinning.ts";
 
 const root = new URL("../", import.meta.url);
 const rootPath = decodeURIComponent(root.pathname);
 
-/** The HS256 secret the bench's service verifies tokens with. */
-export const BENCH_SECRET = "bench-secret-0123456789abcdef-0123456789abcdef";
+/**
+ * The HS256 secrets the bench's service verifies tokens with: agents'
+ * Supabase-shaped tokens (`SUPABASE_JWT_SECRET`) and customers' backend
+ * tokens (`JWT_ACCESS_SECRET`), two different secrets as in production.
+ */
+export const BENCH_SECRETS: BenchSecrets = {
+  agents: "bench-agents-secret-0123456789abcdef-0123456789abcdef",
+  customers: "bench-customers-secret-0123456789abcdef-0123456789abcdef",
+};
 
-/** A seed file's content (see src/store/fixture.ts). */
-export interface Seed {
-  departments: { id: number; name: string }[];
-  users: {
-    id: number;
-    authId: string;
-    role: "client" | "agent" | "admin";
-    departments: number[];
-    firstName: string;
-    lastName: string;
-  }[];
-  chatGroups: {
-    id: number;
-    clientId: number;
-    departmentId: number | null;
-    agentId: number | null;
-    status: "active";
-  }[];
+/** The two token secrets (see {@linkcode BENCH_SECRETS}). */
+export interface BenchSecrets {
+  /** `SUPABASE_JWT_SECRET`: agents and admins (`sys_user` rows). */
+  agents: string;
+  /** `JWT_ACCESS_SECRET`: customers (`client` rows). */
+  customers: string;
+}
+
+/** A seed file's content: Servana's tables (see src/store/fixture.ts). */
+export type Seed = Fixture;
+
+/** A `supabase_user_id` for bench agent `n` (a uuid, as the column holds). */
+export function benchAuthId(n: number): string {
+  return `00000000-0000-4000-8000-${String(n).padStart(12, "0")}`;
 }
 
 /** A running service process. */
@@ -121,7 +126,9 @@ export async function startService(
       APP_ENV: "production",
       HOST: "127.0.0.1",
       PORT: String(port),
-      SUPABASE_JWT_SECRET: BENCH_SECRET,
+      SUPABASE_JWT_SECRET: BENCH_SECRETS.agents,
+      JWT_ACCESS_SECRET: BENCH_SECRETS.customers,
+      SOCKET_CORS_ORIGINS: "https://app.bench.example",
       SEED_FILE: seedFile,
       KV_PATH: "./data/servana.kv",
       // the bench measures this process alone: no database, no Redis
@@ -137,7 +144,10 @@ export async function startService(
   const problems: string[] = [];
   const levels: Record<string, number> = {};
   const gcLines: string[] = [];
+  const lastLines: string[] = [];
   function onLine(line: string): void {
+    lastLines.push(line);
+    if (lastLines.length > 20) lastLines.shift();
     if (line.includes("Mark-Compact")) {
       gcLines.push(line);
       if (gcLines.length > 2000) gcLines.shift();
@@ -154,7 +164,10 @@ export async function startService(
   child.status.then(() => (exited = true));
   const deadline = Date.now() + 120_000;
   while (true) {
-    if (exited) throw new Error(`${options.name} service exited: ${problems.join("\n")}`);
+    if (exited) {
+      await drained;
+      throw new Error(`${options.name} service exited: ${lastLines.join("\n")}`);
+    }
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       throw new Error(`${options.name} service did not become ready`);
@@ -209,6 +222,21 @@ export async function readRss(pid: number): Promise<{ rss: number; hwm: number }
   const status = new TextDecoder().decode(out.stdout);
   const kb = (name: string) => Number(status.match(new RegExp(`${name}:\\s+(\\d+) kB`))?.[1] ?? 0);
   return { rss: kb("VmRSS") * 1024, hwm: kb("VmHWM") * 1024 };
+}
+
+/**
+ * CPU seconds (user + system, all threads) a process has used, from
+ * /proc/<pid>/stat (read by `cat`, as {@linkcode readRss}), in Linux's
+ * USER_HZ clock ticks (100 per second).
+ */
+export async function readCpuSeconds(pid: number): Promise<number> {
+  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`], stderr: "null" })
+    .output();
+  if (!out.success) throw new Error(`no process ${pid}`);
+  const stat = new TextDecoder().decode(out.stdout);
+  // the fields after the command name (which may hold spaces) in parentheses
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Heap usage through the V8 inspector (DevTools protocol), optionally after a full GC. */

@@ -8,8 +8,11 @@
 
 import assert from "node:assert/strict";
 import { Server } from "socket.io";
-import { Engine, type EngineOptions, type EngineSocket } from "../src/engine/mod.ts";
+import { setImmediate } from "node:timers";
+import { Engine, type EngineOptions, EngineSocket } from "../src/engine/mod.ts";
 import { utf8LengthExceeds } from "../src/engine/parser.ts";
+import { toEngineRequest } from "../src/engine/transport.ts";
+import { WebSocketTransport } from "../src/engine/websocket.ts";
 import { eventually, rawSession, TcpWebSocket } from "./support/raw_protocol.ts";
 
 function start(options: EngineOptions) {
@@ -141,5 +144,74 @@ Deno.test("utf8LengthExceeds counts UTF-8 bytes in place", () => {
       if (limit < 0) continue;
       assert.equal(utf8LengthExceeds(text, limit), bytes > limit, `${bytes} bytes, limit ${limit}`);
     }
+  }
+});
+
+/** A stand-in for Deno's server WebSocket: records frames; Deno "writes" them when told. */
+class FakeWebSocket extends EventTarget {
+  readyState: number = WebSocket.OPEN;
+  binaryType = "blob";
+  bufferedAmount = 0;
+  readonly frames: (string | Uint8Array)[] = [];
+  send(data: string | Uint8Array): void {
+    this.frames.push(data);
+    this.bufferedAmount += typeof data === "string" ? data.length : data.byteLength;
+  }
+  /** What Deno does on the event-loop turn after `send`: the frames are written. */
+  written(): void {
+    this.bufferedAmount = 0;
+  }
+  close(): void {
+    this.readyState = WebSocket.CLOSED;
+  }
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+Deno.test("a packet queued behind a frame being written is not written right behind it", async () => {
+  // the suite's case: socket.io writes CONNECT and the connection handler's first emit in one
+  // tick; a client that attaches its next listener after handling CONNECT misses a frame that
+  // came in the same TCP read, so the second must not follow on the turn the first was written
+  const ws = new FakeWebSocket();
+  const transport = new WebSocketTransport(ws as unknown as WebSocket, { maxHttpBufferSize: 1e6 });
+  const request = toEngineRequest(new Request("http://127.0.0.1/socket.io/?EIO=4"), "127.0.0.1");
+  const socket = new EngineSocket("sid", transport, request, {
+    pingInterval: 25_000,
+    pingTimeout: 20_000,
+    upgradeTimeout: 10_000,
+    maxHttpBufferSize: 1e6,
+    upgrades: [],
+    maxBufferedBytes: 1e6,
+    closeTimeout: 1000,
+    pending: null,
+  });
+  try {
+    assert.equal(ws.frames.length, 1); // the open packet
+    ws.written();
+    await eventually(() => !transport.holding, "the open packet's frame is written");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    socket.send('0{"sid":"x"}');
+    socket.send('2["auth",{}]');
+    assert.deepEqual(ws.frames.slice(1), ['40{"sid":"x"}'], "CONNECT goes out at once");
+    ws.written();
+    await nextTurn();
+    await nextTurn();
+    assert.deepEqual(ws.frames.slice(1), ['40{"sid":"x"}'], "the emit waits past that turn");
+    await eventually(() => ws.frames.length === 3, "the emit is written");
+    assert.equal(ws.frames[2], '42["auth",{}]');
+    // with nothing queued, a packet still goes out at once
+    ws.written();
+    await eventually(() => !transport.holding, "the emit's frame is written");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    socket.send("a");
+    socket.send("b");
+    assert.deepEqual(ws.frames.slice(3), ["4a"]);
+    ws.written();
+    await eventually(() => ws.frames.length === 5, "the packet held behind it is written");
+    assert.equal(ws.frames[4], "4b");
+  } finally {
+    socket.close(true);
   }
 });

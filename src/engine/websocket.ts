@@ -42,17 +42,31 @@ export class WebSocketTransport extends Transport {
     this.#ws = ws;
     this.#maxPayload = options.maxHttpBufferSize;
     ws.binaryType = "arraybuffer";
-    if (ws.readyState === WebSocket.OPEN) {
-      this.writable = true;
-    } else {
-      ws.addEventListener("open", () => {
+    if (ws.readyState === WebSocket.OPEN) this.writable = true;
+    else ws.addEventListener("open", this, { once: true });
+    // the transport is its own listener (handleEvent): no closures per connection
+    ws.addEventListener("message", this);
+    ws.addEventListener("close", this, { once: true });
+    ws.addEventListener("error", this);
+  }
+
+  /** The WebSocket's events (the transport listens as an `EventListenerObject`). */
+  handleEvent(event: Event): void {
+    switch (event.type) {
+      case "message":
+        this.#onMessage((event as MessageEvent).data);
+        return;
+      case "open":
         this.writable = true;
         this.emit("ready");
-      }, { once: true });
+        return;
+      case "close":
+        this.onClose();
+        return;
+      case "error":
+        this.onError("websocket error");
+        return;
     }
-    ws.addEventListener("message", (event) => this.#onMessage(event.data));
-    ws.addEventListener("close", () => this.onClose(), { once: true });
-    ws.addEventListener("error", () => this.onError("websocket error"));
   }
 
   get name(): "websocket" {
@@ -107,25 +121,38 @@ export class WebSocketTransport extends Transport {
       return;
     }
     this.emit("drain");
-    this.#buffered = ws.bufferedAmount;
-    if (this.#buffered > 0) {
-      this.holding = true;
-      this.#waitingSince = performance.now();
-      watch(this);
-    }
+    // Deno writes the frames on a later turn of the event loop, so right after `send` they are
+    // never written yet: not asked (a call into the runtime per flush), counted until the watcher
+    // reads the real figure
+    for (let i = 0; i < packets.length; i++) this.#buffered += packetLength(packets[i]);
+    this.#waitingSince = performance.now();
+    this.holding = true;
+    watch(this);
   }
 
   /**
-   * Called by the watcher: whether the frames were written (then the
-   * transport stops holding and says so with `ready`).
+   * Called by the watcher: whether the frames were written. Then the
+   * transport stops holding (a new packet goes out at once, with any held
+   * before it), and says `ready` (the held packets go out) once
+   * {@linkcode WRITE_SPACING_MS} have passed since the last send.
    */
   checkWritten(): boolean {
     if (this.readyState !== "open") return true;
     this.#buffered = this.#ws.readyState === WebSocket.OPEN ? this.#ws.bufferedAmount : 0;
     if (this.#buffered > 0) return false;
     this.holding = false;
-    this.emit("ready");
+    pace(this);
     return true;
+  }
+
+  /** Called by the pacer: the spacing after the last send has passed. */
+  spaced(): void {
+    if (this.readyState === "open" && !this.holding) this.emit("ready");
+  }
+
+  /** When the last frames were handed to Deno (performance.now() time). */
+  get lastSendAt(): number {
+    return this.#waitingSince;
   }
 
   /** How long this transport has been waiting for its frames to be written, ms. */
@@ -144,7 +171,52 @@ export class WebSocketTransport extends Transport {
 
   protected override onClose(): void {
     unwatch(this);
+    paced.delete(this);
     super.onClose();
+  }
+}
+
+/**
+ * Least time between two writes of held packets to one client, ms. Packets
+ * queued while the last frames were being written go out this long after
+ * that write (or at once with the next packet, if one comes sooner), not on
+ * the next turn of the event loop: a client reading frames one TCP read at a
+ * time then sees a burst as separate reads. Deno writes a frame on the
+ * event-loop turn after `send`, so "next turn" put two frames of one tick
+ * (socket.io's CONNECT and the first emit of the connection handler) within
+ * ~100 µs of each other, and a client that attaches its next listener after
+ * handling the first frame (the official socket.io-protocol suite does)
+ * missed the second one when both came in one read.
+ */
+export const WRITE_SPACING_MS = 1;
+
+// Transports whose frames are written but whose spacing has not passed, in
+// the order they were last sent to (so the earliest is first); one timer.
+const paced = new Set<WebSocketTransport>();
+let pacedTimer: ReturnType<typeof setTimeout> | undefined;
+
+function pace(transport: WebSocketTransport): void {
+  paced.delete(transport);
+  paced.add(transport);
+  if (pacedTimer === undefined) pacedTimer = setTimeout(releasePaced, WRITE_SPACING_MS);
+}
+
+function releasePaced(): void {
+  pacedTimer = undefined;
+  const now = performance.now();
+  for (const transport of paced) {
+    if (transport.holding) {
+      // sent to again since: the watcher paces it anew once that is written
+      paced.delete(transport);
+      continue;
+    }
+    const due = transport.lastSendAt + WRITE_SPACING_MS;
+    if (due > now) {
+      pacedTimer = setTimeout(releasePaced, Math.max(0, due - now));
+      return;
+    }
+    paced.delete(transport);
+    transport.spaced();
   }
 }
 
@@ -202,4 +274,11 @@ function checkSlow(): void {
     if (!transport.checkWritten()) slow.add(transport);
   }
   if (slow.size > 0 && slowTimer === undefined) slowTimer = setTimeout(checkSlow, SLOW_CHECK_MS);
+}
+
+/** A packet's frame length for the bound before Deno reports it (text in UTF-16 units). */
+function packetLength(packet: Packet): number {
+  const data = packet.data;
+  if (data === undefined) return 1;
+  return typeof data === "string" ? data.length + 1 : data.byteLength;
 }
