@@ -11,9 +11,9 @@ import {
   Authenticator,
   CustomerTokenVerifier,
   FailLimiter,
-  hasHeaderCredential,
   mintCustomerToken,
   mintToken,
+  requireHeaderCredential,
   TokenVerifier,
   verifierOptionsFor,
 } from "./auth/mod.ts";
@@ -44,7 +44,7 @@ import { redisAdapter } from "./scale.ts";
 import { loadFixtureFile } from "./store/fixture.ts";
 import { KvStore } from "./store/kv_store.ts";
 import type { ChatStore } from "./store/mod.ts";
-import { openPostgresStore, usesPreparedStatements } from "./store/postgres_store.ts";
+import { openPostgresStore } from "./store/postgres_store.ts";
 import { TimedPresence, TimedRateLimiter, timedStore } from "./store/timed.ts";
 
 /** Dev-token minting (development with the built-in secrets only). */
@@ -94,11 +94,6 @@ async function openKv(path: string | null): Promise<Deno.Kv> {
 
 async function openStore(config: Config, kv: Deno.Kv): Promise<ChatStore> {
   if (!config.databaseUrl) return new KvStore(kv, { dedupeWindowMs: config.dedupeWindowMs });
-  if (config.databasePrepare === true && !usesPreparedStatements(config.databaseUrl)) {
-    log("warn", "DATABASE_PREPARE=true through what looks like a transaction-mode pooler", {
-      hint: "prepared statements break there under load; use DATABASE_PREPARE=auto or false",
-    });
-  }
   // connectTimeout (s): while the database is unreachable a send fails within it
   return await openPostgresStore(config.databaseUrl, {
     connectTimeout: 3,
@@ -146,9 +141,7 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     maxBufferedBytes: config.engineLimits.maxBufferedBytes,
     // SOCKET_REQUIRE_HEADER_TOKEN: no Bearer header or token cookie, no session
     allowRequest: config.engineLimits.requireHeaderToken
-      ? (_req, raw) =>
-        hasHeaderCredential(raw.headers, { cookieNames: config.auth.cookieNames }) ||
-        { message: "AUTH_REQUIRED: send the token in an Authorization header or cookie" }
+      ? requireHeaderCredential({ cookieNames: config.auth.cookieNames })
       : undefined,
   });
   engine.on("connection_error", (err) => {

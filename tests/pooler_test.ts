@@ -19,7 +19,12 @@ import { postgresAvailable, startPostgres } from "./support/postgres.ts";
 import { ROOT_PATH } from "./support/processes.ts";
 import { startApp } from "./support/server.ts";
 import { migrate } from "../src/store/migrate.ts";
-import { usesPreparedStatements, withoutPoolerHint } from "../src/store/postgres_store.ts";
+import {
+  openPostgresStore,
+  usesPreparedStatements,
+  withoutPoolerHint,
+} from "../src/store/postgres_store.ts";
+import { captureLog } from "./support/log_capture.ts";
 
 const reason = postgresAvailable() ?? pgbouncerAvailable();
 if (reason) console.log(`pooler_test skipped: ${reason}`);
@@ -174,4 +179,25 @@ Deno.test("which connection strings get no prepared statements", () => {
     withoutPoolerHint("postgres://u@h:6543/db?pgbouncer=true&sslmode=require"),
     "postgres://u@h:6543/db?sslmode=require",
   );
+});
+
+Deno.test("prepared statements forced on through a pooler-looking URL: a warning at start", async () => {
+  const log = captureLog();
+  try {
+    for (
+      const [url, prepare, warned] of [
+        ["postgres://u@127.0.0.1:1/db?pgbouncer=true", true, true],
+        ["postgres://u@127.0.0.1:1/db?pgbouncer=true", undefined, false],
+        ["postgres://u@127.0.0.1:1/db", true, false],
+      ] as const
+    ) {
+      const before = log.lines().length;
+      const store = await openPostgresStore(url, { prepare });
+      await store.close();
+      const warnings = log.lines().slice(before).filter((l) => l.level === "warn");
+      assert.equal(warnings.length, warned ? 1 : 0, `${url} prepare=${prepare}`);
+    }
+  } finally {
+    log.restore();
+  }
 });

@@ -49,6 +49,7 @@ export {
   hasHeaderCredential,
   isAmbientCredential,
   parseCookieHeader,
+  requireHeaderCredential,
   tokenFromSupabaseCookieValue,
   type TokenSource,
 } from "./token_source.ts";

@@ -108,6 +108,21 @@ export function hasHeaderCredential(
 }
 
 /**
+ * An Engine.IO `allowRequest` (`SOCKET_REQUIRE_HEADER_TOKEN`): a handshake
+ * whose headers carry no credential (see {@linkcode hasHeaderCredential}) is
+ * refused with 403 before a session exists. Only for deployments whose
+ * clients all send a Bearer header or cookie: the contract lets a client send
+ * its token in `auth.token` alone, which arrives after the handshake.
+ */
+export function requireHeaderCredential(
+  options: ExtractTokenOptions = {},
+): (req: unknown, raw: Request) => true | { message: string } {
+  return (_req, raw) =>
+    hasHeaderCredential(raw.headers, options) ||
+    { message: "AUTH_REQUIRED: send the token in an Authorization header or cookie" };
+}
+
+/**
  * Whether a token source is an ambient credential, one the browser attaches
  * by itself (a cookie). Only those handshakes are subject to the origin check
  * (cross-site WebSocket hijacking); `auth` and `bearer` tokens must be put

@@ -20,6 +20,7 @@
 
 import postgres from "postgres";
 import { ServanaError } from "../errors.ts";
+import { log } from "../log.ts";
 import { migrate } from "./migrate.ts";
 import {
   type AddMessageResult,
@@ -793,6 +794,11 @@ export async function openPostgresStore(
   url: string,
   options: PostgresStoreOptions = {},
 ): Promise<PostgresStore> {
+  if (options.prepare === true && !usesPreparedStatements(url)) {
+    log("warn", "prepared statements on through what looks like a transaction-mode pooler", {
+      hint: "they break there under load: DATABASE_PREPARE=auto or false",
+    });
+  }
   const sql = postgres(withoutPoolerHint(url), postgresOptions(url, options));
   if (options.migrate) {
     try {
