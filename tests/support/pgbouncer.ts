@@ -8,6 +8,9 @@
  * @module
  */
 
+import { postgresUser } from "./postgres.ts";
+import { freePort } from "./processes.ts";
+
 /** A running test PgBouncer. */
 export interface TestPgbouncer {
   /** `postgres://postgres@127.0.0.1:PORT/postgres` (through the pooler). */
@@ -30,34 +33,15 @@ function findBinary(): string | null {
   return null;
 }
 
-function postgresIds(): { uid: number; gid: number } | null {
-  try {
-    for (const line of Deno.readTextFileSync("/etc/passwd").split("\n")) {
-      const fields = line.split(":");
-      if (fields[0] === "postgres") return { uid: Number(fields[2]), gid: Number(fields[3]) };
-    }
-  } catch {
-    // no passwd
-  }
-  return null;
-}
-
 /** Why a test PgBouncer cannot be started here, or null when it can. */
 export function pgbouncerAvailable(): string | null {
   if (findBinary() === null) {
     return `pgbouncer not found (${CANDIDATES.join(", ")}); install the Debian package pgbouncer`;
   }
-  if (Deno.uid() === 0 && postgresIds() === null) {
+  if (Deno.uid() === 0 && postgresUser() === null) {
     return "running as root and there is no `postgres` system user to run pgbouncer as";
   }
   return null;
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
 }
 
 /**
@@ -95,7 +79,7 @@ export async function startPgbouncer(
       "",
     ].join("\n"),
   );
-  const ids = Deno.uid() === 0 ? postgresIds() : null;
+  const ids = Deno.uid() === 0 ? postgresUser() : null;
   if (ids !== null) {
     for (const path of [dir, `${dir}/users.txt`, `${dir}/pgbouncer.ini`]) {
       await Deno.chown(path, ids.uid, ids.gid);

@@ -63,7 +63,7 @@ function isRoot(): boolean {
 }
 
 /** The uid and gid of the `postgres` system user, read from /etc/passwd. */
-function postgresUser(): { uid: number; gid: number } | null {
+export function postgresUser(): { uid: number; gid: number } | null {
   let passwd: string;
   try {
     passwd = Deno.readTextFileSync("/etc/passwd");
