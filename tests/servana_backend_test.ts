@@ -86,7 +86,10 @@ Deno.test({
         token: await tokenForPerson("client:789", secrets),
       });
       clients.push(mobile);
+      // the agent is in the room before the customer joins (on the other process), so the
+      // customer's join is announced to the agent
       web.socket.emit("chat:join", { chatGroupId: 456, userType: "agent", userId: 123 });
+      await web.next("joinedRoom");
       mobile.socket.emit("chat:join", { chatGroupId: 456, userType: "client", userId: 789 });
       await web.next("userJoined");
 
