@@ -497,7 +497,7 @@ export async function messageRamp(
   const service = await startService(seed, {
     name: "ramp",
     cpuProf: options.cpuProf,
-    env: { RATE_LIMIT_MESSAGES: "1000", ...recoveryOverride() },
+    env: { RATE_LIMIT_MESSAGES: "1000", ...recoveryOverride(), ...metricsOverride() },
   });
   const workers = Array.from({ length: workerCount() }, () => new ClientWorker());
   const result: RampResult = {
@@ -593,6 +593,12 @@ export async function messageRamp(
       await sleep(RAMP_PAUSE_MS / 2);
     }
     for (const line of service.problems.slice(0, 5)) say(`ramp: server logged ${line}`);
+    if (Deno.env.get("BENCH_METRICS") === "1") {
+      const text = await (await fetch(`${service.url}/metrics`)).text();
+      const file = "bench/out/ramp-metrics.txt";
+      await Deno.writeTextFile(file, text);
+      say(`ramp: the service's /metrics at the end written to ${file}`);
+    }
     return result;
   } finally {
     await Promise.all(workers.map((w) => w.request({ cmd: "close" }).catch(() => {})));
@@ -605,6 +611,11 @@ export async function messageRamp(
 function ownCpuSeconds(): number {
   const { user, system } = process.cpuUsage();
   return (user + system) / 1e6;
+}
+
+/** `BENCH_METRICS=1` (investigation only): the service answers `/metrics` for the bench to save. */
+function metricsOverride(): Record<string, string> {
+  return Deno.env.get("BENCH_METRICS") === "1" ? { METRICS_PUBLIC: "true" } : {};
 }
 
 /** `BENCH_SOCKET_RECOVERY_WINDOW` (investigation only) overrides the service's default window. */

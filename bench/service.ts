@@ -136,6 +136,7 @@ export async function startService(
       REDIS_URL: "",
       NO_COLOR: "1",
       ...options.env,
+      ...serviceEnvOverride(),
     },
     stdin: "null",
     stdout: "piped",
@@ -272,4 +273,17 @@ async function inspectHeap(
   } finally {
     ws.close();
   }
+}
+
+/**
+ * `BENCH_SERVICE_ENV="NAME=value NAME2=value2"` (investigation only): more
+ * variables for the service under test, e.g. `ACCESS_RECHECK_INTERVAL=60000`.
+ */
+function serviceEnvOverride(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of (Deno.env.get("BENCH_SERVICE_ENV") ?? "").split(/\s+/)) {
+    const at = pair.indexOf("=");
+    if (at > 0) env[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return env;
 }

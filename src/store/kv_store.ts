@@ -199,16 +199,6 @@ export class KvStore implements ChatStore {
    * sender.
    */
   async addMessage(input: NewMessage): Promise<AddMessageResult> {
-    const [group, sender] = await this.#kv.getMany<[ChatGroup, Person]>([
-      ["chat_group", input.chatGroupId],
-      personRecordKey(input.sender),
-    ]);
-    if (group.value === null) {
-      throw new ServanaError("ROOM_NOT_FOUND", `Chat group ${input.chatGroupId} not found`);
-    }
-    if (sender.value === null) {
-      throw new ServanaError("USER_NOT_FOUND", `Sender ${input.sender.id} not found`);
-    }
     const shard = input.chatGroupId % ID_SHARDS;
     const tail = this.#tails.get(shard) ?? Promise.resolve();
     const run = tail.then(() => this.#allocate(input, shard));
@@ -220,19 +210,33 @@ export class KvStore implements ChatStore {
     return await run;
   }
 
-  /** Reads the counter and commits the message under the next id (retried on conflict). */
+  /**
+   * Reads the group, the sender and the counter (one read), and commits the
+   * message under the next id (retried on conflict).
+   */
   async #allocate(input: NewMessage, shard: number): Promise<AddMessageResult> {
     const seqKey: Deno.KvKey = ["chat_seq", shard];
     const clientMessageId = input.clientMessageId ?? null;
     const dedupeKey: Deno.KvKey | null = clientMessageId === null
       ? null
       : ["chat_dedupe", input.sender.kind, input.sender.id, clientMessageId];
+    const checked: Deno.KvKey[] = [
+      ["chat_group", input.chatGroupId],
+      personRecordKey(input.sender),
+    ];
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       await backoff(attempt);
-      const keys: Deno.KvKey[] = dedupeKey === null ? [seqKey] : [seqKey, dedupeKey];
+      const keys: Deno.KvKey[] = [...checked, seqKey];
+      if (dedupeKey !== null) keys.push(dedupeKey);
       const entries = await this.#kv.getMany<unknown[]>(keys);
-      const seq = entries[0] as Deno.KvEntryMaybe<number>;
-      const dedupe = (dedupeKey === null ? null : entries[1]) as
+      if (entries[0].value === null) {
+        throw new ServanaError("ROOM_NOT_FOUND", `Chat group ${input.chatGroupId} not found`);
+      }
+      if (entries[1].value === null) {
+        throw new ServanaError("USER_NOT_FOUND", `Sender ${input.sender.id} not found`);
+      }
+      const seq = entries[2] as Deno.KvEntryMaybe<number>;
+      const dedupe = (dedupeKey === null ? null : entries[3]) as
         | Deno.KvEntryMaybe<DedupeEntry>
         | null;
       if (dedupe !== null && dedupe.value !== null) {
