@@ -37,7 +37,11 @@
  * @module
  */
 
-import { io, type Socket, WebSocket as WebSocketTransport } from "socket.io-client";
+import {
+  io,
+  type Socket,
+  WebSocket as WebSocketTransport,
+} from "socket.io-client";
 import { mintCustomerToken, mintToken } from "../src/auth/mod.ts";
 import type { BenchSecrets } from "./service.ts";
 
@@ -78,11 +82,19 @@ export interface SoakReport {
 }
 
 /** The person's token, as Servana's apps hold it (agents: Supabase's; customers: the backend's). */
-export async function benchToken(user: BenchUser, secrets: BenchSecrets): Promise<string> {
+export async function benchToken(
+  user: BenchUser,
+  secrets: BenchSecrets,
+): Promise<string> {
   if (user.kind === "agent") {
-    return await mintToken({ authId: user.authId! }, { secret: secrets.agents });
+    return await mintToken({ authId: user.authId! }, {
+      secret: secrets.agents,
+    });
   }
-  return await mintCustomerToken({ clientId: user.id, clientNumber: user.number! }, {
+  return await mintCustomerToken({
+    clientId: user.id,
+    clientNumber: user.number!,
+  }, {
     secret: secrets.customers,
   });
 }
@@ -160,7 +172,11 @@ function countCapKey(key: string): void {
   } else capCounts.set(key, n);
 }
 
-function connectOne(url: string, user: BenchUser, token: string): Promise<Client> {
+function connectOne(
+  url: string,
+  user: BenchUser,
+  token: string,
+): Promise<Client> {
   return new Promise((resolve, reject) => {
     const socket: Socket = io(url, {
       transports: [WebSocketTransport],
@@ -171,13 +187,18 @@ function connectOne(url: string, user: BenchUser, token: string): Promise<Client
     });
     const client: Client = { user, socket, closing: false };
     socket.on("receiveMessage", onReceive);
-    socket.on("error", (e: { code?: string }) => countError(`error_event:${e?.code ?? "?"}`));
+    socket.on(
+      "error",
+      (e: { code?: string }) => countError(`error_event:${e?.code ?? "?"}`),
+    );
     socket.once("connect", async () => {
       try {
         const ack = await socket.timeout(60_000).emitWithAck("joinChatGroup", {
           groupId: user.groupId,
         });
-        if (!ack?.ok) throw new Error(`joinChatGroup ${user.groupId}: ${ack?.code}`);
+        if (!ack?.ok) {
+          throw new Error(`joinChatGroup ${user.groupId}: ${ack?.code}`);
+        }
         socket.on("disconnect", (reason: string) => {
           if (!client.closing) countError(`disconnect:${reason}`);
         });
@@ -208,7 +229,9 @@ async function open(command: Record<string, unknown>): Promise<number> {
     }
   }
   const lanes: Promise<void>[] = [];
-  for (let i = 0; i < Math.min(concurrency, users.length); i++) lanes.push(lane());
+  for (let i = 0; i < Math.min(concurrency, users.length); i++) {
+    lanes.push(lane());
+  }
   await Promise.all(lanes);
   return clients.length;
 }
@@ -230,7 +253,11 @@ function onLeanData(ws: WebSocket, data: string): void {
   if (key.startsWith("cap:")) countCapKey(key);
 }
 
-function connectLean(url: string, user: BenchUser, token: string): Promise<WebSocket> {
+function connectLean(
+  url: string,
+  user: BenchUser,
+  token: string,
+): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(
       url.replace(/^http/, "ws") + "/socket.io/?EIO=4&transport=websocket",
@@ -254,11 +281,16 @@ function connectLean(url: string, user: BenchUser, token: string): Promise<WebSo
         ws.send("40" + JSON.stringify({ token }));
       } else if (state === "connect" && data.startsWith("40")) {
         state = "join";
-        ws.send('420["joinChatGroup",' + JSON.stringify({ groupId: user.groupId }) + "]");
+        ws.send(
+          '420["joinChatGroup",' + JSON.stringify({ groupId: user.groupId }) +
+            "]",
+        );
       } else if (state === "connect" && data.startsWith("44")) {
         fail(new Error(`${nameOf(user)}: connect refused ${data}`));
       } else if (state === "join" && data.startsWith("430")) {
-        if (!data.includes('"ok":true')) return fail(new Error(`${nameOf(user)}: join ${data}`));
+        if (!data.includes('"ok":true')) {
+          return fail(new Error(`${nameOf(user)}: join ${data}`));
+        }
         state = "ready";
         clearTimeout(timer);
         ws.onclose = () => countError("disconnect:lean");
@@ -283,9 +315,32 @@ async function openLean(command: Record<string, unknown>): Promise<number> {
     }
   }
   const lanes: Promise<void>[] = [];
-  for (let i = 0; i < Math.min(concurrency, users.length); i++) lanes.push(lane());
+  for (let i = 0; i < Math.min(concurrency, users.length); i++) {
+    lanes.push(lane());
+  }
   await Promise.all(lanes);
   return leanSockets.length;
+}
+
+/**
+ * One acked `sendMessage` of the bench's mix from `client`; `settled` gets
+ * the emit→ack time, or null for a timeout or a refusal (counted in `errors`).
+ */
+function sendTimed(
+  client: Client,
+  ackTimeoutMs: number,
+  settled: (latencyMs: number | null) => void,
+): void {
+  const t0 = now();
+  client.socket.timeout(ackTimeoutMs).emit("sendMessage", {
+    message: benchMessage(messageSeq++),
+    chatGroupId: client.user.groupId,
+    clientId: client.user.clientId,
+  }, (err: Error | null, ack?: { ok: boolean; code?: string }) => {
+    if (err) countError("timeout");
+    else if (!ack?.ok) countError(`ack:${ack?.code ?? "?"}`);
+    settled(err || !ack?.ok ? null : now() - t0);
+  });
 }
 
 function soak(command: Record<string, unknown>): Promise<SoakReport> {
@@ -322,19 +377,12 @@ function soak(command: Record<string, unknown>): Promise<SoakReport> {
         if (!client.socket.connected) {
           countError("not_connected");
         } else {
-          const t0 = now();
           sent++;
-          client.socket.timeout(ackTimeoutMs).emit("sendMessage", {
-            message: benchMessage(messageSeq++),
-            chatGroupId: client.user.groupId,
-            clientId: client.user.clientId,
-          }, (err: Error | null, ack?: { ok: boolean; code?: string }) => {
+          sendTimed(client, ackTimeoutMs, (latency) => {
             settled++;
-            if (err) countError("timeout");
-            else if (!ack?.ok) countError(`ack:${ack?.code ?? "?"}`);
-            else {
+            if (latency !== null) {
               acked++;
-              latencies.push(now() - t0);
+              latencies.push(latency);
             }
             finish();
           });
@@ -342,7 +390,9 @@ function soak(command: Record<string, unknown>): Promise<SoakReport> {
         finish();
       }, Math.max(0, at - Date.now()));
     }
-    for (const client of clients) sendFrom(client, startAt + client.user.offsetMs);
+    for (const client of clients) {
+      sendFrom(client, startAt + client.user.offsetMs);
+    }
     finish();
   });
 }
@@ -398,18 +448,11 @@ function ramp(command: Record<string, unknown>): Promise<RampReport> {
         settled++;
         return;
       }
-      const t0 = now();
-      client.socket.timeout(ackTimeoutMs).emit("sendMessage", {
-        message: benchMessage(messageSeq++),
-        chatGroupId: client.user.groupId,
-        clientId: client.user.clientId,
-      }, (err: Error | null, ack?: { ok: boolean; code?: string }) => {
+      sendTimed(client, ackTimeoutMs, (latency) => {
         settled++;
-        if (err) countError("timeout");
-        else if (!ack?.ok) countError(`ack:${ack?.code ?? "?"}`);
-        else {
+        if (latency !== null) {
           acked++;
-          latencies.push(now() - t0);
+          latencies.push(latency);
         }
         finish();
       });
@@ -418,7 +461,9 @@ function ramp(command: Record<string, unknown>): Promise<RampReport> {
     function tick(): void {
       const t = Date.now();
       const due = Math.min(total, Math.floor(((t - startAt) * rate) / 1000));
-      if (due > sent) maxLagMs = Math.max(maxLagMs, t - (startAt + (sent * 1000) / rate));
+      if (due > sent) {
+        maxLagMs = Math.max(maxLagMs, t - (startAt + (sent * 1000) / rate));
+      }
       while (sent < due) sendOne();
       if (sent < total) setTimeout(tick, 5);
       else finish();
@@ -459,6 +504,7 @@ scope.onmessage = (event) => {
   const command = event.data;
   handle(command).then(
     (result) => scope.postMessage({ id: command.id, ok: true, result }),
-    (error) => scope.postMessage({ id: command.id, ok: false, error: String(error) }),
+    (error) =>
+      scope.postMessage({ id: command.id, ok: false, error: String(error) }),
   );
 };
