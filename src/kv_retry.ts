@@ -17,10 +17,19 @@ export function isKvBusy(error: unknown): boolean {
  * check or a busy database (the caller re-reads and retries).
  */
 export async function tryCommit(op: Deno.AtomicOperation): Promise<boolean> {
+  return (await commitResult(op)) !== null;
+}
+
+/**
+ * Commits an atomic operation: its result (with the new versionstamp) when
+ * it went through, null on a failed check or a busy database.
+ */
+export async function commitResult(op: Deno.AtomicOperation): Promise<Deno.KvCommitResult | null> {
   try {
-    return (await op.commit()).ok;
+    const result = await op.commit();
+    return result.ok ? result : null;
   } catch (error) {
-    if (isKvBusy(error)) return false;
+    if (isKvBusy(error)) return null;
     throw error;
   }
 }

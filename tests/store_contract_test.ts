@@ -670,6 +670,30 @@ Deno.test("KvStore: two instances over one KV file allocate distinct ids, dedupe
   }
 });
 
+Deno.test("KvStore: the delivery update after a send keeps what another process wrote meanwhile", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "servana_kv_" });
+  const path = `${dir}/store.kv`;
+  const a = new KvStore(await Deno.openKv(path));
+  const b = new KvStore(await Deno.openKv(path));
+  try {
+    await a.loadFixture(FIXTURE);
+    const { message } = await a.addMessage({ chatGroupId: 456, sender: CARLA, body: "hello" });
+    // the other process marks it delivered and read first
+    const readAt = new Date("2026-12-02T10:00:00.000Z");
+    await b.markDelivered(message, { at: readAt, read: true });
+    // this process's own update (nobody of the other side here) must not undo that read
+    const deliveredAt = new Date("2026-12-02T10:00:01.000Z");
+    await a.markDelivered(message, { at: deliveredAt, read: false });
+    const [stored] = await b.listMessages(456);
+    assert.equal(stored.deliveredAt, deliveredAt.toISOString());
+    assert.equal(stored.readAt, readAt.toISOString());
+  } finally {
+    await a.close();
+    await b.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("KvStore: a burst of concurrent sends to many conversations all succeed, ids per counter", async () => {
   // one global counter used to serialize every message of every conversation
   const store = await openKvStore(":memory:");
