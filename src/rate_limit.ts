@@ -16,7 +16,7 @@
  * @module
  */
 
-import { retryCommit } from "./kv_retry.ts";
+import { commitResult, retryCommit } from "./kv_retry.ts";
 
 /** A limit: at most `limit` calls in any interval of `windowMs` milliseconds. */
 export interface RateLimitRule {
@@ -78,6 +78,13 @@ export const RATE_LIMIT_PREFIX = "ratelimit";
  * retried from the read, and so is a "database is locked" error of a SQLite
  * file shared by several processes.
  *
+ * The entry this instance wrote last for a key is remembered with its
+ * versionstamp (at most {@linkcode REMEMBERED_KEYS} keys): the next call
+ * decides from it and commits with a check of that versionstamp, without the
+ * read. When anyone else wrote the key since (or it expired), the check
+ * fails and the call reads as usual; a decision not to write is never taken
+ * from memory.
+ *
  * Each key's entry is written with `expireIn = windowMs`: every write happens
  * at the time of the newest timestamp it holds, so when it expires no
  * timestamp in it is inside the window any more. There is one entry per key,
@@ -87,6 +94,7 @@ export class RateLimiter {
   readonly #kv: Deno.Kv;
   readonly #now: () => number;
   readonly #maxAttempts: number;
+  readonly #remembered = new Map<string, Deno.KvEntry<RateLimitState>>();
 
   constructor(kv: Deno.Kv, options: RateLimiterOptions = {}) {
     this.#kv = kv;
@@ -108,18 +116,44 @@ export class RateLimiter {
     validateRule(rule);
     validateKey(key);
     const kvKey: Deno.KvKey = [RATE_LIMIT_PREFIX, ...key];
+    const id = JSON.stringify(kvKey);
+    const known = this.#remembered.get(id);
+    this.#remembered.delete(id);
+    if (known !== undefined) {
+      const decision = decide(known.value, rule, this.#now());
+      if (decision.next !== null && await this.#write(known, decision.next, rule)) {
+        return decision.result;
+      }
+    }
     return await retryCommit(async () => {
       const entry = await this.#kv.get<RateLimitState>(kvKey);
       const decision = decide(entry.value, rule, this.#now());
       if (decision.next === null) return decision.result;
-      const commit = await this.#kv.atomic()
-        .check(entry)
-        .set(kvKey, decision.next, { expireIn: rule.windowMs })
-        .commit();
-      return commit.ok ? decision.result : null;
-    }, { maxAttempts: this.#maxAttempts, what: `rate limit ${JSON.stringify(kvKey)}` });
+      return await this.#write(entry, decision.next, rule) ? decision.result : null;
+    }, { maxAttempts: this.#maxAttempts, what: `rate limit ${id}` });
+  }
+
+  /** Commits `next` over `entry` (checked); remembers what was written. False on a conflict. */
+  async #write(
+    entry: Deno.KvEntryMaybe<RateLimitState>,
+    next: RateLimitState,
+    rule: RateLimitRule,
+  ): Promise<boolean> {
+    const committed = await commitResult(
+      this.#kv.atomic().check(entry).set(entry.key, next, { expireIn: rule.windowMs }),
+    );
+    if (committed === null) return false;
+    const id = JSON.stringify(entry.key);
+    this.#remembered.set(id, { key: entry.key, value: next, versionstamp: committed.versionstamp });
+    if (this.#remembered.size > REMEMBERED_KEYS) {
+      this.#remembered.delete(this.#remembered.keys().next().value!);
+    }
+    return true;
   }
 }
+
+/** Most keys whose last write a {@linkcode RateLimiter} remembers. */
+const REMEMBERED_KEYS = 10_000;
 
 interface Decision {
   result: RateLimitResult;

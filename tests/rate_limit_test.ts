@@ -180,6 +180,20 @@ Deno.test("RateLimiter: two processes on one KV file never exceed the limit toge
       assert.ok(denied.every((r) => r.retryAfterMs > 0));
     });
 
+    await t.step("taking turns, one call at a time: each sees the other's calls", async () => {
+      // each limiter remembers its own last write; the other's write in between must count
+      const turns = clock(T0 + 10 * MINUTE);
+      const a2 = new RateLimiter(kvA, { now: turns.now });
+      const b2 = new RateLimiter(kvB, { now: turns.now });
+      const turnKey = ["sendMessage", 43];
+      let allowed = 0;
+      for (let i = 0; i < 40; i++) {
+        turns.set(T0 + 10 * MINUTE + i);
+        if ((await (i % 2 === 0 ? a2 : b2).consume(turnKey, SEND)).allowed) allowed++;
+      }
+      assert.equal(allowed, 30);
+    });
+
     await t.step("both see the same window", async () => {
       assert.equal((await a.consume(key, SEND)).allowed, false);
       assert.equal((await b.consume(key, SEND)).allowed, false);
