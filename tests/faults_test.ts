@@ -26,6 +26,7 @@ import {
   WAIT_LIMIT,
 } from "./support/processes.ts";
 import { redisAvailable, startRedis } from "./support/redis.ts";
+import { captureLog } from "./support/log_capture.ts";
 import { startApp } from "./support/server.ts";
 
 const redisReason = redisAvailable();
@@ -260,6 +261,38 @@ Deno.test({
         await got;
         assert.equal(await readyz(), 200);
       });
+
+      await t.step(
+        "the insert fails: SERVER_ERROR, nothing broadcast, the cause logged",
+        async () => {
+          const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
+          try {
+            await admin`alter table chat add constraint faults_probe
+            check (chat_body <> 'refused by the database') not valid`;
+          } finally {
+            await admin.end({ timeout: 5 });
+          }
+          const log = captureLog();
+          let ack;
+          try {
+            ack = await request(client, "sendMessage", {
+              ...msg,
+              message: "refused by the database",
+            });
+          } finally {
+            log.restore();
+          }
+          assert.equal(ack.code, "SERVER_ERROR");
+          // the operator sees why: one error line carrying the database's own error
+          const failed = log.lines().filter((l) => l.msg === "handler failed");
+          assert.equal(failed.length, 1, JSON.stringify(log.lines()));
+          assert.equal(failed[0].level, "error");
+          assert.equal(failed[0].event, "sendMessage");
+          assert.match(String(failed[0].error), /faults_probe/);
+          await request(agent, "getOnlineUsers");
+          assert.deepEqual(seen, ["first"]);
+        },
+      );
 
       await pg.pause();
 

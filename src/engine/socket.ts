@@ -407,10 +407,8 @@ export class EngineSocket extends EventEmitter {
    * or the WebSocket has not written the last ones yet) bounds what waits.
    */
   #flushOrBound(): void {
-    if (this.transport.writable && !this.transport.holding) {
-      this.#flush();
-      return;
-    }
+    this.#flush();
+    if (this.#writeBuffer.length === 0) return;
     if (this.bufferedBytes > this.#options.maxBufferedBytes) this.#overflow();
   }
 
@@ -432,6 +430,9 @@ export class EngineSocket extends EventEmitter {
 
   #flush(force = false): void {
     if (this.#state === "closed" || this.#writeBuffer.length === 0) return;
+    if (!force && this.transport.writable && this.transport.holding) {
+      this.transport.packetsWaiting();
+    }
     if (!force && (!this.transport.writable || this.transport.holding)) return;
     const buffer = this.#writeBuffer;
     this.#writeBuffer = [];

@@ -122,11 +122,28 @@ export class WebSocketTransport extends Transport {
     }
     this.emit("drain");
     // Deno writes the frames on a later turn of the event loop, so right after `send` they are
-    // never written yet: not asked (a call into the runtime per flush), counted until the watcher
-    // reads the real figure
+    // never written yet: not asked (a call into the runtime), counted until the real figure is
+    // read. Nothing is watched until a packet waits (packetsWaiting): a broadcast that gives a
+    // client one packet costs no check of that client afterwards.
     for (let i = 0; i < packets.length; i++) this.#buffered += packetLength(packets[i]);
     this.#waitingSince = performance.now();
     this.holding = true;
+  }
+
+  /**
+   * A packet waits behind the last send: when that send is at least
+   * {@linkcode WRITE_SPACING_MS} old and written, the transport stops holding
+   * at once; otherwise the watcher checks it (and paces it) as below.
+   */
+  override packetsWaiting(): void {
+    if (!this.holding || this.readyState !== "open" || isWatched(this)) return;
+    if (performance.now() - this.#waitingSince >= WRITE_SPACING_MS) {
+      this.#buffered = this.#ws.readyState === WebSocket.OPEN ? this.#ws.bufferedAmount : 0;
+      if (this.#buffered === 0) {
+        this.holding = false;
+        return;
+      }
+    }
     watch(this);
   }
 
@@ -230,6 +247,15 @@ let waiting = new Set<WebSocketTransport>();
 let slow = new Set<WebSocketTransport>();
 let immediateArmed = false;
 let slowTimer: ReturnType<typeof setTimeout> | undefined;
+
+/**
+ * Whether the watcher has `transport`. (The pacer does not count: it drops
+ * a transport that was sent to again since it was paced, as one that holds
+ * again needs the watcher.)
+ */
+function isWatched(transport: WebSocketTransport): boolean {
+  return waiting.has(transport) || slow.has(transport);
+}
 
 function watch(transport: WebSocketTransport): void {
   slow.delete(transport);

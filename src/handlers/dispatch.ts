@@ -76,16 +76,17 @@ export function dispatcher(
       binding.reply?.(ctx, input, result);
       ack?.({ ok: true, ...(result ?? {}) });
     } catch (error) {
-      if (error instanceof ServanaError) {
-        services.metrics.errors.inc({ code: error.code });
-      } else {
-        services.metrics.errors.inc({ code: "SERVER_ERROR" });
+      const known = error instanceof ServanaError;
+      services.metrics.errors.inc({ code: known ? error.code : "SERVER_ERROR" });
+      if (!known || error.code === "SERVER_ERROR") {
+        // a server-side failure: logged with its cause (a store error wrapped as SERVER_ERROR)
         const person = personOf(ctx);
+        const cause = known && error.cause !== undefined ? error.cause : error;
         log("error", "handler failed", {
           event,
           kind: person.kind,
           userId: person.id,
-          error: String(error),
+          error: String(cause),
         });
       }
       replyError(socket, error, { ack, event: binding.failureEvent?.(payload) });
