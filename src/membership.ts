@@ -220,6 +220,15 @@ export class Membership {
     return gone;
   }
 
+  /** How many processes registered in this KV are alive (this one included). */
+  async liveProcessCount(): Promise<number> {
+    const ids: string[] = [];
+    for await (const entry of this.#kv.list({ prefix: [PREFIX, "procs"] })) {
+      ids.push(entry.key[2] as string);
+    }
+    return (await this.#aliveSet(ids)).size;
+  }
+
   /** Stops the heartbeat and removes everything this process wrote. */
   async close(): Promise<void> {
     if (this.#closed) return;

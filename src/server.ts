@@ -41,6 +41,7 @@ import { QueueDrain } from "./queue.ts";
 import { TypingThrottle } from "./rate_limit.ts";
 import { routes } from "./routes.ts";
 import { redisAdapter } from "./scale.ts";
+import { startSharedKvCheck } from "./shared_kv.ts";
 import { loadFixtureFile } from "./store/fixture.ts";
 import { KvStore } from "./store/kv_store.ts";
 import type { ChatStore } from "./store/mod.ts";
@@ -83,6 +84,8 @@ export interface AppOptions {
 
 /** Period of the agents' availability refresh (the backend's keys expire after 900 s). */
 const AVAILABILITY_REFRESH_MS = 300_000;
+/** How often processes on Redis check that they share one KV. */
+const SHARED_KV_CHECK_MS = 5_000;
 
 async function openKv(path: string | null): Promise<Deno.Kv> {
   if (path && path !== ":memory:" && !path.includes("://")) {
@@ -241,6 +244,13 @@ export async function createApp(config: Config, options: AppOptions = {}): Promi
     startAvailabilityRefresh(services, { everyMs: AVAILABILITY_REFRESH_MS }),
     startAccessWatch(services, { everyMs: config.accessRecheckMs }),
   ];
+  if (scale) {
+    const adapter = io.of("/").adapter as unknown as { serverCount(): Promise<number> };
+    stoppers.push(startSharedKvCheck({
+      redisServers: () => adapter.serverCount(),
+      kvProcesses: () => members.liveProcessCount(),
+    }, { everyMs: SHARED_KV_CHECK_MS, kvPath: config.kvPath }));
+  }
   metrics.sockets.collect(() => {
     const counts = new Map<string, number>();
     for (const socket of io.of("/").sockets.values()) {
