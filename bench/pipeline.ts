@@ -434,7 +434,7 @@ export async function pipelineSoak(
 // ---------------------------------------------------------------- ramp
 
 /** Offered rates of the ramp, messages per second across all clients. */
-const RAMP_RATES = [200, 300, 450, 675, 1000, 1500, 2250, 3400, 5000];
+const RAMP_RATES = [100, 150, 200, 300, 450, 675, 1000, 1500, 2250, 3400, 5000];
 const RAMP_STEP_MS = 10_000;
 const RAMP_PAUSE_MS = 2_000;
 const RAMP_P99_LIMIT_MS = 50;

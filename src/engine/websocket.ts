@@ -115,7 +115,7 @@ export class WebSocketTransport extends Transport {
     const ws = this.#ws;
     if (ws.readyState !== WebSocket.OPEN) return;
     try {
-      for (let i = 0; i < packets.length; i++) ws.send(encodePacket(packets[i]));
+      for (let i = 0; i < packets.length; i++) ws.send(frameOf(packets[i]));
     } catch (error) {
       this.onError("write error", error);
       return;
@@ -191,6 +191,23 @@ export class WebSocketTransport extends Transport {
     paced.delete(this);
     super.onClose();
   }
+}
+
+// A broadcast hands every member's session the same encoded string: its frame
+// ("4" + data) is made once and reused, instead of one concatenation (and one
+// flattening copy inside the runtime) per member.
+let lastData: string | undefined;
+let lastFrame = "";
+
+/** The frame of a packet; a text message equal to the last one reuses its frame. */
+function frameOf(packet: Packet): string | Uint8Array {
+  const data = packet.data;
+  if (packet.type !== "message" || typeof data !== "string") return encodePacket(packet);
+  if (data !== lastData) {
+    lastData = data;
+    lastFrame = encodePacket(packet) as string;
+  }
+  return lastFrame;
 }
 
 /**
