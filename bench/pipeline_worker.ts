@@ -37,11 +37,7 @@
  * @module
  */
 
-import {
-  io,
-  type Socket,
-  WebSocket as WebSocketTransport,
-} from "socket.io-client";
+import { io, type Socket, WebSocket as WebSocketTransport } from "socket.io-client";
 import { mintCustomerToken, mintToken } from "../src/auth/mod.ts";
 import type { BenchSecrets } from "./service.ts";
 
@@ -504,7 +500,6 @@ scope.onmessage = (event) => {
   const command = event.data;
   handle(command).then(
     (result) => scope.postMessage({ id: command.id, ok: true, result }),
-    (error) =>
-      scope.postMessage({ id: command.id, ok: false, error: String(error) }),
+    (error) => scope.postMessage({ id: command.id, ok: false, error: String(error) }),
   );
 };
