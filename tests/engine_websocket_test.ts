@@ -166,11 +166,8 @@ class FakeWebSocket extends EventTarget {
   }
 }
 
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
-Deno.test("a packet that waits behind a send made while the last write was being spaced goes out", async () => {
+/** A session on a {@linkcode FakeWebSocket} (its open packet is the first frame). */
+function fakeSession(): { ws: FakeWebSocket; socket: EngineSocket } {
   const ws = new FakeWebSocket();
   const transport = new WebSocketTransport(ws as unknown as WebSocket, { maxHttpBufferSize: 1e6 });
   const request = toEngineRequest(new Request("http://127.0.0.1/socket.io/?EIO=4"), "127.0.0.1");
@@ -184,6 +181,15 @@ Deno.test("a packet that waits behind a send made while the last write was being
     closeTimeout: 1000,
     pending: null,
   });
+  return { ws, socket };
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+Deno.test("a packet that waits behind a send made while the last write was being spaced goes out", async () => {
+  const { ws, socket } = fakeSession();
   try {
     ws.written();
     await new Promise((resolve) => setTimeout(resolve, 5));
@@ -206,19 +212,7 @@ Deno.test("a packet queued behind a frame being written is not written right beh
   // the suite's case: socket.io writes CONNECT and the connection handler's first emit in one
   // tick; a client that attaches its next listener after handling CONNECT misses a frame that
   // came in the same TCP read, so the second must not follow on the turn the first was written
-  const ws = new FakeWebSocket();
-  const transport = new WebSocketTransport(ws as unknown as WebSocket, { maxHttpBufferSize: 1e6 });
-  const request = toEngineRequest(new Request("http://127.0.0.1/socket.io/?EIO=4"), "127.0.0.1");
-  const socket = new EngineSocket("sid", transport, request, {
-    pingInterval: 25_000,
-    pingTimeout: 20_000,
-    upgradeTimeout: 10_000,
-    maxHttpBufferSize: 1e6,
-    upgrades: [],
-    maxBufferedBytes: 1e6,
-    closeTimeout: 1000,
-    pending: null,
-  });
+  const { ws, socket } = fakeSession();
   try {
     assert.equal(ws.frames.length, 1); // the open packet
     ws.written(); // the open packet's frame is written, then some time passes

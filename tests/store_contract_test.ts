@@ -643,12 +643,23 @@ Deno.test("ChatStore contract: KvStore (:memory:)", async (t) => {
   await contract(t, async () => ({ store: await openKvStore(":memory:") }));
 });
 
-Deno.test("KvStore: two instances over one KV file allocate distinct ids, dedupe once", async () => {
+/** Two KvStores over one KV file (two processes), closed and removed after `fn`. */
+async function withTwoKvStores(fn: (a: KvStore, b: KvStore) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "servana_kv_" });
   const path = `${dir}/store.kv`;
   const a = new KvStore(await Deno.openKv(path));
   const b = new KvStore(await Deno.openKv(path));
   try {
+    await fn(a, b);
+  } finally {
+    await a.close();
+    await b.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("KvStore: two instances over one KV file allocate distinct ids, dedupe once", async () => {
+  await withTwoKvStores(async (a, b) => {
     await a.loadFixture(FIXTURE);
     const results = await Promise.all(
       Array.from(
@@ -663,19 +674,11 @@ Deno.test("KvStore: two instances over one KV file allocate distinct ids, dedupe
     const [r1, r2] = await Promise.all([a.addMessage(retry), b.addMessage(retry)]);
     assert.equal(r1.message.id, r2.message.id);
     assert.deepEqual([r1.created, r2.created].sort(), [false, true]);
-  } finally {
-    await a.close();
-    await b.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("KvStore: the delivery update after a send keeps what another process wrote meanwhile", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "servana_kv_" });
-  const path = `${dir}/store.kv`;
-  const a = new KvStore(await Deno.openKv(path));
-  const b = new KvStore(await Deno.openKv(path));
-  try {
+  await withTwoKvStores(async (a, b) => {
     await a.loadFixture(FIXTURE);
     const { message } = await a.addMessage({ chatGroupId: 456, sender: CARLA, body: "hello" });
     // the other process marks it delivered and read first
@@ -687,11 +690,7 @@ Deno.test("KvStore: the delivery update after a send keeps what another process 
     const [stored] = await b.listMessages(456);
     assert.equal(stored.deliveredAt, deliveredAt.toISOString());
     assert.equal(stored.readAt, readAt.toISOString());
-  } finally {
-    await a.close();
-    await b.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("KvStore: a burst of concurrent sends to many conversations all succeed, ids per counter", async () => {
