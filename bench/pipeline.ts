@@ -387,15 +387,7 @@ export async function pipelineSoak(
     const errorLines = service.levels.error ?? 0;
     if (errorLines) errorKinds.server_error_log = errorLines;
     for (const line of service.problems.slice(0, 5)) say(`pipeline: server logged ${line}`);
-    if (service.gcLines.length) {
-      const pauses = service.gcLines.map((l) => Number(l.match(/([\d.]+) \/ [\d.]+ ms/)?.[1] ?? 0));
-      say(
-        `pipeline: server ran ${pauses.length} Mark-Compact GCs, longest ${
-          Math.max(...pauses)
-        } ms;` +
-          ` last: ${service.gcLines.at(-1)}`,
-      );
-    }
+    sayGcSummary(service, (line) => say(`pipeline: ${line}`));
     const stopped = await service.stop();
     if (stopped.code !== 0) errorKinds.server_exit = stopped.code;
     const errors = Object.entries(errorKinds).reduce((s, [, v]) => s + v, 0);
@@ -593,6 +585,7 @@ export async function messageRamp(
       await sleep(RAMP_PAUSE_MS / 2);
     }
     for (const line of service.problems.slice(0, 5)) say(`ramp: server logged ${line}`);
+    sayGcSummary(service, (line) => say(`ramp: ${line}`));
     if (Deno.env.get("BENCH_METRICS") === "1") {
       const text = await (await fetch(`${service.url}/metrics`)).text();
       const file = "bench/out/ramp-metrics.txt";
@@ -605,6 +598,21 @@ export async function messageRamp(
     for (const w of workers) w.terminate();
     await service.stop();
   }
+}
+
+/**
+ * With `BENCH_SERVER_FLAGS=--v8-flags=--trace-gc` (investigation only): how
+ * many full GCs the server ran and how long they paused it.
+ */
+function sayGcSummary(service: Service, say: (line: string) => void): void {
+  if (service.gcLines.length === 0) return;
+  const pauses = service.gcLines.map((l) => Number(l.match(/([\d.]+) \/ [\d.]+ ms/)?.[1] ?? 0));
+  const sorted = [...pauses].sort((a, b) => a - b);
+  say(
+    `server ran ${pauses.length} Mark-Compact GCs, pauses median ${
+      sorted[Math.floor(sorted.length / 2)]
+    } ms, longest ${sorted.at(-1)} ms; last: ${service.gcLines.at(-1)}`,
+  );
 }
 
 /** CPU seconds (user + system, all threads) used so far by this process and its workers. */
