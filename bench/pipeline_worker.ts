@@ -78,19 +78,11 @@ export interface SoakReport {
 }
 
 /** The person's token, as Servana's apps hold it (agents: Supabase's; customers: the backend's). */
-export async function benchToken(
-  user: BenchUser,
-  secrets: BenchSecrets,
-): Promise<string> {
+export async function benchToken(user: BenchUser, secrets: BenchSecrets): Promise<string> {
   if (user.kind === "agent") {
-    return await mintToken({ authId: user.authId! }, {
-      secret: secrets.agents,
-    });
+    return await mintToken({ authId: user.authId! }, { secret: secrets.agents });
   }
-  return await mintCustomerToken({
-    clientId: user.id,
-    clientNumber: user.number!,
-  }, {
+  return await mintCustomerToken({ clientId: user.id, clientNumber: user.number! }, {
     secret: secrets.customers,
   });
 }
@@ -168,11 +160,7 @@ function countCapKey(key: string): void {
   } else capCounts.set(key, n);
 }
 
-function connectOne(
-  url: string,
-  user: BenchUser,
-  token: string,
-): Promise<Client> {
+function connectOne(url: string, user: BenchUser, token: string): Promise<Client> {
   return new Promise((resolve, reject) => {
     const socket: Socket = io(url, {
       transports: [WebSocketTransport],
@@ -183,18 +171,13 @@ function connectOne(
     });
     const client: Client = { user, socket, closing: false };
     socket.on("receiveMessage", onReceive);
-    socket.on(
-      "error",
-      (e: { code?: string }) => countError(`error_event:${e?.code ?? "?"}`),
-    );
+    socket.on("error", (e: { code?: string }) => countError(`error_event:${e?.code ?? "?"}`));
     socket.once("connect", async () => {
       try {
         const ack = await socket.timeout(60_000).emitWithAck("joinChatGroup", {
           groupId: user.groupId,
         });
-        if (!ack?.ok) {
-          throw new Error(`joinChatGroup ${user.groupId}: ${ack?.code}`);
-        }
+        if (!ack?.ok) throw new Error(`joinChatGroup ${user.groupId}: ${ack?.code}`);
         socket.on("disconnect", (reason: string) => {
           if (!client.closing) countError(`disconnect:${reason}`);
         });
@@ -225,9 +208,7 @@ async function open(command: Record<string, unknown>): Promise<number> {
     }
   }
   const lanes: Promise<void>[] = [];
-  for (let i = 0; i < Math.min(concurrency, users.length); i++) {
-    lanes.push(lane());
-  }
+  for (let i = 0; i < Math.min(concurrency, users.length); i++) lanes.push(lane());
   await Promise.all(lanes);
   return clients.length;
 }
@@ -249,11 +230,7 @@ function onLeanData(ws: WebSocket, data: string): void {
   if (key.startsWith("cap:")) countCapKey(key);
 }
 
-function connectLean(
-  url: string,
-  user: BenchUser,
-  token: string,
-): Promise<WebSocket> {
+function connectLean(url: string, user: BenchUser, token: string): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(
       url.replace(/^http/, "ws") + "/socket.io/?EIO=4&transport=websocket",
@@ -277,16 +254,11 @@ function connectLean(
         ws.send("40" + JSON.stringify({ token }));
       } else if (state === "connect" && data.startsWith("40")) {
         state = "join";
-        ws.send(
-          '420["joinChatGroup",' + JSON.stringify({ groupId: user.groupId }) +
-            "]",
-        );
+        ws.send('420["joinChatGroup",' + JSON.stringify({ groupId: user.groupId }) + "]");
       } else if (state === "connect" && data.startsWith("44")) {
         fail(new Error(`${nameOf(user)}: connect refused ${data}`));
       } else if (state === "join" && data.startsWith("430")) {
-        if (!data.includes('"ok":true')) {
-          return fail(new Error(`${nameOf(user)}: join ${data}`));
-        }
+        if (!data.includes('"ok":true')) return fail(new Error(`${nameOf(user)}: join ${data}`));
         state = "ready";
         clearTimeout(timer);
         ws.onclose = () => countError("disconnect:lean");
@@ -311,9 +283,7 @@ async function openLean(command: Record<string, unknown>): Promise<number> {
     }
   }
   const lanes: Promise<void>[] = [];
-  for (let i = 0; i < Math.min(concurrency, users.length); i++) {
-    lanes.push(lane());
-  }
+  for (let i = 0; i < Math.min(concurrency, users.length); i++) lanes.push(lane());
   await Promise.all(lanes);
   return leanSockets.length;
 }
@@ -386,9 +356,7 @@ function soak(command: Record<string, unknown>): Promise<SoakReport> {
         finish();
       }, Math.max(0, at - Date.now()));
     }
-    for (const client of clients) {
-      sendFrom(client, startAt + client.user.offsetMs);
-    }
+    for (const client of clients) sendFrom(client, startAt + client.user.offsetMs);
     finish();
   });
 }
@@ -457,9 +425,7 @@ function ramp(command: Record<string, unknown>): Promise<RampReport> {
     function tick(): void {
       const t = Date.now();
       const due = Math.min(total, Math.floor(((t - startAt) * rate) / 1000));
-      if (due > sent) {
-        maxLagMs = Math.max(maxLagMs, t - (startAt + (sent * 1000) / rate));
-      }
+      if (due > sent) maxLagMs = Math.max(maxLagMs, t - (startAt + (sent * 1000) / rate));
       while (sent < due) sendOne();
       if (sent < total) setTimeout(tick, 5);
       else finish();
