@@ -71,3 +71,35 @@ export async function retryCommit<T>(
   }
   throw new Error(`too many conflicting commits on ${options.what}`, { cause: lastError });
 }
+
+/**
+ * The entries a process wrote last, each with the versionstamp of that
+ * write, at most `max` (the oldest dropped first). A caller that writes the
+ * same key again commits with `check(entry)` on what it took from here
+ * instead of reading the key first; when anyone wrote the key since (or it
+ * expired) the check fails, and the caller reads as usual.
+ */
+export class RecentWrites<T> {
+  readonly #entries = new Map<string, Deno.KvEntry<T>>();
+  readonly #max: number;
+
+  constructor(options: { max: number }) {
+    this.#max = options.max;
+  }
+
+  /** Remembers that `value` was written at `key` with `versionstamp`. */
+  remember(key: Deno.KvKey, value: T, versionstamp: string): void {
+    const id = JSON.stringify(key);
+    this.#entries.delete(id);
+    this.#entries.set(id, { key, value, versionstamp });
+    if (this.#entries.size > this.#max) this.#entries.delete(this.#entries.keys().next().value!);
+  }
+
+  /** The remembered entry of `key`, forgotten as it is handed out; undefined when none. */
+  take(key: Deno.KvKey): Deno.KvEntry<T> | undefined {
+    const id = JSON.stringify(key);
+    const entry = this.#entries.get(id);
+    this.#entries.delete(id);
+    return entry;
+  }
+}

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { commitResult, retryCommit } from "./kv_retry.ts";
+import { commitResult, RecentWrites, retryCommit } from "./kv_retry.ts";
 
 /** A limit: at most `limit` calls in any interval of `windowMs` milliseconds. */
 export interface RateLimitRule {
@@ -94,7 +94,7 @@ export class RateLimiter {
   readonly #kv: Deno.Kv;
   readonly #now: () => number;
   readonly #maxAttempts: number;
-  readonly #remembered = new Map<string, Deno.KvEntry<RateLimitState>>();
+  readonly #remembered = new RecentWrites<RateLimitState>({ max: REMEMBERED_KEYS });
 
   constructor(kv: Deno.Kv, options: RateLimiterOptions = {}) {
     this.#kv = kv;
@@ -116,9 +116,7 @@ export class RateLimiter {
     validateRule(rule);
     validateKey(key);
     const kvKey: Deno.KvKey = [RATE_LIMIT_PREFIX, ...key];
-    const id = JSON.stringify(kvKey);
-    const known = this.#remembered.get(id);
-    this.#remembered.delete(id);
+    const known = this.#remembered.take(kvKey);
     if (known !== undefined) {
       const decision = decide(known.value, rule, this.#now());
       if (decision.next !== null && await this.#write(known, decision.next, rule)) {
@@ -130,7 +128,7 @@ export class RateLimiter {
       const decision = decide(entry.value, rule, this.#now());
       if (decision.next === null) return decision.result;
       return await this.#write(entry, decision.next, rule) ? decision.result : null;
-    }, { maxAttempts: this.#maxAttempts, what: `rate limit ${id}` });
+    }, { maxAttempts: this.#maxAttempts, what: `rate limit ${JSON.stringify(kvKey)}` });
   }
 
   /** Commits `next` over `entry` (checked); remembers what was written. False on a conflict. */
@@ -143,11 +141,7 @@ export class RateLimiter {
       this.#kv.atomic().check(entry).set(entry.key, next, { expireIn: rule.windowMs }),
     );
     if (committed === null) return false;
-    const id = JSON.stringify(entry.key);
-    this.#remembered.set(id, { key: entry.key, value: next, versionstamp: committed.versionstamp });
-    if (this.#remembered.size > REMEMBERED_KEYS) {
-      this.#remembered.delete(this.#remembered.keys().next().value!);
-    }
+    this.#remembered.remember(entry.key, next, committed.versionstamp);
     return true;
   }
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { isKvBusy, retryCommit, tryCommit } from "../src/kv_retry.ts";
+import { isKvBusy, RecentWrites, retryCommit, tryCommit } from "../src/kv_retry.ts";
 
 Deno.test("isKvBusy recognises SQLite lock errors only", () => {
   assert.equal(isKvBusy(new TypeError("database is locked")), true);
@@ -45,4 +45,16 @@ Deno.test("tryCommit: true when written, false on a failed check", async () => {
   } finally {
     kv.close();
   }
+});
+
+Deno.test("RecentWrites: hands an entry out once, keeps at most max, the oldest dropped first", () => {
+  const recent = new RecentWrites<number>({ max: 2 });
+  recent.remember(["a"], 1, "v1");
+  recent.remember(["b"], 2, "v2");
+  recent.remember(["a"], 3, "v3"); // rewritten: now the newest
+  recent.remember(["c"], 4, "v4"); // over the bound: "b" goes
+  assert.equal(recent.take(["b"]), undefined);
+  assert.deepEqual(recent.take(["a"]), { key: ["a"], value: 3, versionstamp: "v3" });
+  assert.equal(recent.take(["a"]), undefined, "taken once");
+  assert.deepEqual(recent.take(["c"]), { key: ["c"], value: 4, versionstamp: "v4" });
 });

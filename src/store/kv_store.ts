@@ -30,7 +30,7 @@
  */
 
 import { ServanaError } from "../errors.ts";
-import { backoff, commitResult, tryCommit } from "../kv_retry.ts";
+import { backoff, commitResult, RecentWrites, tryCommit } from "../kv_retry.ts";
 import {
   type AddMessageResult,
   type Agent,
@@ -64,10 +64,6 @@ export const ID_SHARDS = 64;
 
 /** Most messages remembered by `KvStore` between their write and their delivery update. */
 const JUST_WRITTEN_MAX = 4096;
-
-function justWrittenId(key: Deno.KvKey): string {
-  return `${String(key[1])}:${String(key[2])}`;
-}
 
 /** Default dedupe window of `clientMessageId`s: a day. */
 export const DEFAULT_DEDUPE_WINDOW_MS = 86_400_000;
@@ -121,13 +117,10 @@ export class KvStore implements ChatStore {
    */
   readonly #tails = new Map<number, Promise<unknown>>();
   /**
-   * Messages this process just wrote, with the versionstamp of that write:
-   * the delivery update that follows checks it instead of reading the
-   * message again (a later write by anyone makes the check fail, and the
-   * update reads as usual). At most {@linkcode JUST_WRITTEN_MAX}, oldest
-   * dropped first.
+   * Messages this process just wrote: the delivery update that follows
+   * checks that write instead of reading the message again.
    */
-  readonly #justWritten = new Map<string, Deno.KvEntry<ChatMessage>>();
+  readonly #justWritten = new RecentWrites<ChatMessage>({ max: JUST_WRITTEN_MAX });
 
   /** Wraps an open KV; the store owns it from now on. */
   constructor(kv: Deno.Kv, options: KvStoreOptions = {}) {
@@ -284,7 +277,11 @@ export class KvStore implements ChatStore {
       }
       const committed = await commitResult(op);
       if (committed !== null) {
-        this.#remember(["chat", input.chatGroupId, message.id], message, committed.versionstamp);
+        this.#justWritten.remember(
+          ["chat", input.chatGroupId, message.id],
+          message,
+          committed.versionstamp,
+        );
         return { message, created: true };
       }
     }
@@ -303,20 +300,11 @@ export class KvStore implements ChatStore {
       deliveredAt: at,
       readAt: options.read ? at : message.readAt,
     });
-    const known = this.#justWritten.get(justWrittenId(key));
+    const known = this.#justWritten.take(key);
     if (known !== undefined) {
-      this.#justWritten.delete(justWrittenId(key));
       if (await tryCommit(this.#kv.atomic().check(known).set(key, change(known.value)))) return;
     }
     await this.#updateMessage(key, change);
-  }
-
-  #remember(key: Deno.KvKey, message: ChatMessage, versionstamp: string): void {
-    const id = justWrittenId(key);
-    this.#justWritten.set(id, { key, value: message, versionstamp });
-    if (this.#justWritten.size > JUST_WRITTEN_MAX) {
-      this.#justWritten.delete(this.#justWritten.keys().next().value!);
-    }
   }
 
   /** Marks the newest delivered, unread messages of the other side as read. */
