@@ -15,6 +15,7 @@
  */
 
 import { log } from "./log.ts";
+import { runEvery } from "./periodic.ts";
 
 /** What {@linkcode startSharedKvCheck} compares. */
 export interface SharedKvSources {
@@ -47,31 +48,25 @@ export function startSharedKvCheck(
   sources: SharedKvSources,
   options: SharedKvCheckOptions,
 ): () => void {
-  let last = "1/shared";
-  let running = false;
-  const timer = setInterval(async () => {
-    if (running) return;
-    running = true;
-    try {
-      const [redisServers, kvProcesses] = await Promise.all([
-        sources.redisServers(),
-        sources.kvProcesses(),
-      ]);
-      const split = redisServers > kvProcesses;
-      const now = `${redisServers}/${split ? "split" : "shared"}`;
-      if (now !== last) {
-        if (split) {
-          log("warn", SPLIT_MESSAGE, { redisServers, kvProcesses, kvPath: options.kvPath });
-        } else if (redisServers > 1 || last.endsWith("split")) {
-          log("info", SHARED_MESSAGE, { redisServers, kvProcesses });
-        }
-        last = now;
+  let lastServers = 1;
+  let lastSplit = false;
+  return runEvery(async () => {
+    const [redisServers, kvProcesses] = await Promise.all([
+      sources.redisServers(),
+      sources.kvProcesses(),
+    ]);
+    const split = redisServers > kvProcesses;
+    if (redisServers !== lastServers || split !== lastSplit) {
+      if (split) {
+        log("warn", SPLIT_MESSAGE, { redisServers, kvProcesses, kvPath: options.kvPath });
+      } else if (redisServers > 1 || lastSplit) {
+        log("info", SHARED_MESSAGE, { redisServers, kvProcesses });
       }
-    } catch (error) {
-      log("debug", "shared KV check failed", { error: String(error) });
-    } finally {
-      running = false;
     }
-  }, options.everyMs);
-  return () => clearInterval(timer);
+    lastServers = redisServers;
+    lastSplit = split;
+  }, {
+    everyMs: options.everyMs,
+    onError: (error) => log("debug", "shared KV check failed", { error: String(error) }),
+  });
 }

@@ -23,6 +23,7 @@
 import { canAccessChatGroup, chatGroupOfRoom } from "../access.ts";
 import { ServanaError } from "../errors.ts";
 import { log } from "../log.ts";
+import { runEvery } from "../periodic.ts";
 import { isResolved, type Person, personKey } from "../store/mod.ts";
 import { exitRoom } from "./chat.ts";
 import { type AppSocket, type EventContext, replyError, type Services } from "./context.ts";
@@ -102,13 +103,9 @@ export async function checkAccess(services: Services, resolvedSeen: Set<string>)
 /** Starts the periodic check (one at a time); returns a stop function. */
 export function startAccessWatch(services: Services, options: { everyMs: number }): () => void {
   const resolvedSeen = new Set<string>();
-  let running = false;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    services.track(checkAccess(services, resolvedSeen)).catch((error) => {
-      log("warn", "access check failed", { error: String(error) });
-    }).finally(() => running = false);
-  }, options.everyMs);
-  return () => clearInterval(timer);
+  return runEvery(() => checkAccess(services, resolvedSeen), {
+    everyMs: options.everyMs,
+    track: services.track,
+    onError: (error) => log("warn", "access check failed", { error: String(error) }),
+  });
 }

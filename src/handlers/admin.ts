@@ -9,6 +9,7 @@ import type { Server } from "socket.io";
 import { ADMINS_ROOM, isAdmin, kindOfUserType, personRoom } from "../access.ts";
 import { ServanaError } from "../errors.ts";
 import { log, security } from "../log.ts";
+import { runEvery } from "../periodic.ts";
 import type { Presence } from "../presence.ts";
 import type { ChatStore } from "../store/mod.ts";
 import { enforceRateLimit, type EventContext, personOf, securityEvent } from "./context.ts";
@@ -91,19 +92,13 @@ export function startRoomStatsPush(
   io: Server,
   options: { store: ChatStore; presence: Presence; intervalMs: number },
 ): () => void {
-  let running = false;
-  const timer = setInterval(async () => {
+  return runEvery(async () => {
     const local = io.of("/").adapter.rooms.get(ADMINS_ROOM);
-    if (!local?.size || running) return;
-    running = true;
-    try {
-      const stats = await roomStats(options.store, options.presence);
-      io.local.to(ADMINS_ROOM).emit("roomStatsUpdate", stats);
-    } catch (error) {
-      log("warn", "room stats push failed", { error: String(error) });
-    } finally {
-      running = false;
-    }
-  }, options.intervalMs);
-  return () => clearInterval(timer);
+    if (!local?.size) return;
+    const stats = await roomStats(options.store, options.presence);
+    io.local.to(ADMINS_ROOM).emit("roomStatsUpdate", stats);
+  }, {
+    everyMs: options.intervalMs,
+    onError: (error) => log("warn", "room stats push failed", { error: String(error) }),
+  });
 }
