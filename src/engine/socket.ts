@@ -430,10 +430,13 @@ export class EngineSocket extends EventEmitter {
 
   #flush(force = false): void {
     if (this.#state === "closed" || this.#writeBuffer.length === 0) return;
-    if (!force && this.transport.writable && this.transport.holding) {
-      this.transport.packetsWaiting();
+    if (!force) {
+      const transport = this.transport;
+      if (!transport.writable) return;
+      // behind an unwritten send: the transport may stop holding now, or says `ready` later
+      if (transport.holding) transport.packetsWaiting();
+      if (transport.holding) return;
     }
-    if (!force && (!this.transport.writable || this.transport.holding)) return;
     const buffer = this.#writeBuffer;
     this.#writeBuffer = [];
     this.#queuedBytes = 0;
