@@ -208,6 +208,26 @@ Deno.test("a packet that waits behind a send made while the last write was being
   }
 });
 
+Deno.test("a packet right after the last frame was written goes out at once; one behind it is spaced", async () => {
+  // the suite's case again, with the client's CONNECT request arriving well within 1 ms of the
+  // open packet: CONNECT must not wait for the spacing and then leave with the emit in one batch
+  const { ws, socket } = fakeSession();
+  try {
+    ws.written(); // the open packet's frame is written ...
+    await nextTurn(); // ... and one turn passed, far less than WRITE_SPACING_MS
+    socket.send('0{"sid":"x"}');
+    socket.send('2["auth",{}]');
+    assert.deepEqual(ws.frames.slice(1), ['40{"sid":"x"}'], "CONNECT goes out at once");
+    ws.written();
+    await nextTurn();
+    await nextTurn();
+    assert.deepEqual(ws.frames.slice(1), ['40{"sid":"x"}'], "the emit waits past that turn");
+    await eventually(() => ws.frames.length === 3, "the emit is written");
+  } finally {
+    socket.close(true);
+  }
+});
+
 Deno.test("a packet queued behind a frame being written is not written right behind it", async () => {
   // the suite's case: socket.io writes CONNECT and the connection handler's first emit in one
   // tick; a client that attaches its next listener after handling CONNECT misses a frame that

@@ -131,18 +131,18 @@ export class WebSocketTransport extends Transport {
   }
 
   /**
-   * A packet waits behind the last send: when that send is at least
-   * {@linkcode WRITE_SPACING_MS} old and written, the transport stops holding
-   * at once; otherwise the watcher checks it (and paces it) as below.
+   * A packet waits behind the last send: when that send is written already
+   * (a later turn of the event loop), the transport stops holding at once
+   * and the packet goes now, as it would had the watcher seen the write;
+   * otherwise (sent this turn, or a client that does not read) the watcher
+   * checks it and spaces what waited by {@linkcode WRITE_SPACING_MS}.
    */
   override packetsWaiting(): void {
     if (!this.holding || this.readyState !== "open" || isWatched(this)) return;
-    if (performance.now() - this.#waitingSince >= WRITE_SPACING_MS) {
-      this.#buffered = this.#ws.readyState === WebSocket.OPEN ? this.#ws.bufferedAmount : 0;
-      if (this.#buffered === 0) {
-        this.holding = false;
-        return;
-      }
+    this.#buffered = this.#ws.readyState === WebSocket.OPEN ? this.#ws.bufferedAmount : 0;
+    if (this.#buffered === 0) {
+      this.holding = false;
+      return;
     }
     watch(this);
   }
