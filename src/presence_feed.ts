@@ -75,7 +75,13 @@ export class PresenceFeed {
     const wait = Math.max(0, this.#lastFlush + this.#intervalMs - Date.now());
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#flushing = this.flush().finally(() => (this.#flushing = null));
+      // one flush at a time: an earlier one still reading must not announce its older list
+      // after this one (the last list announced is then the newest)
+      const run = (this.#flushing ?? Promise.resolve()).then(() => this.flush());
+      this.#flushing = run;
+      run.finally(() => {
+        if (this.#flushing === run) this.#flushing = null;
+      });
     }, wait);
   }
 

@@ -203,3 +203,35 @@ Deno.test("the same people as last announced are not announced again, across pro
     kv.close();
   }
 });
+
+Deno.test("a slow read does not announce its older list after a newer one", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const { io, sent } = fakeIo();
+  const presence = new Presence(kv, { ttlMs: 60_000 });
+  // the first read of the list takes longer than the coalescing interval
+  const list = presence.list.bind(presence);
+  let reads = 0;
+  presence.list = async () => {
+    const users = await list();
+    if (++reads === 1) await new Promise((resolve) => setTimeout(resolve, 120));
+    return users;
+  };
+  const feed = new PresenceFeed(io, presence, { intervalMs: 20, kv });
+  try {
+    await presence.online({ person: { kind: "agent", id: 1 }, userType: "agent", socketId: "a" });
+    feed.changed(); // its read is slow
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    await presence.online({ person: { kind: "agent", id: 2 }, userType: "agent", socketId: "b" });
+    feed.changed(); // comes after, reads both
+    // both reads and both announcements are over well within this
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(reads, 2);
+    const staff = sent.filter((s) => s.room === "staff").map((s) =>
+      s.payload.onlineUsers.map((u) => u.userId)
+    );
+    assert.deepEqual(staff.at(-1), [1, 2], "the last list announced is the newest");
+  } finally {
+    await feed.close();
+    kv.close();
+  }
+});
