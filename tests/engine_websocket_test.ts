@@ -167,7 +167,11 @@ class FakeWebSocket extends EventTarget {
 }
 
 /** A session on a {@linkcode FakeWebSocket} (its open packet is the first frame). */
-function fakeSession(): { ws: FakeWebSocket; socket: EngineSocket } {
+function fakeSession(): {
+  ws: FakeWebSocket;
+  transport: WebSocketTransport;
+  socket: EngineSocket;
+} {
   const ws = new FakeWebSocket();
   const transport = new WebSocketTransport(ws as unknown as WebSocket, { maxHttpBufferSize: 1e6 });
   const request = toEngineRequest(new Request("http://127.0.0.1/socket.io/?EIO=4"), "127.0.0.1");
@@ -181,7 +185,7 @@ function fakeSession(): { ws: FakeWebSocket; socket: EngineSocket } {
     closeTimeout: 1000,
     pending: null,
   });
-  return { ws, socket };
+  return { ws, transport, socket };
 }
 
 function nextTurn(): Promise<void> {
@@ -232,10 +236,11 @@ Deno.test("a packet queued behind a frame being written is not written right beh
   // the suite's case: socket.io writes CONNECT and the connection handler's first emit in one
   // tick; a client that attaches its next listener after handling CONNECT misses a frame that
   // came in the same TCP read, so the second must not follow on the turn the first was written
-  const { ws, socket } = fakeSession();
+  const { ws, transport, socket } = fakeSession();
   try {
     assert.equal(ws.frames.length, 1); // the open packet
-    ws.written(); // the open packet's frame is written, then some time passes
+    ws.written();
+    await eventually(() => !transport.holding, "the open packet's frame is written");
     await new Promise((resolve) => setTimeout(resolve, 5));
     socket.send('0{"sid":"x"}');
     socket.send('2["auth",{}]');
@@ -247,7 +252,8 @@ Deno.test("a packet queued behind a frame being written is not written right beh
     await eventually(() => ws.frames.length === 3, "the emit is written");
     assert.equal(ws.frames[2], '42["auth",{}]');
     // with nothing queued, a packet still goes out at once
-    ws.written(); // the emit's frame is written, then some time passes
+    ws.written();
+    await eventually(() => !transport.holding, "the emit's frame is written");
     await new Promise((resolve) => setTimeout(resolve, 5));
     socket.send("a");
     socket.send("b");

@@ -407,8 +407,10 @@ export class EngineSocket extends EventEmitter {
    * or the WebSocket has not written the last ones yet) bounds what waits.
    */
   #flushOrBound(): void {
-    this.#flush();
-    if (this.#writeBuffer.length === 0) return;
+    if (this.transport.writable && !this.transport.holding) {
+      this.#flush();
+      return;
+    }
     if (this.bufferedBytes > this.#options.maxBufferedBytes) this.#overflow();
   }
 
@@ -430,13 +432,7 @@ export class EngineSocket extends EventEmitter {
 
   #flush(force = false): void {
     if (this.#state === "closed" || this.#writeBuffer.length === 0) return;
-    if (!force) {
-      const transport = this.transport;
-      if (!transport.writable) return;
-      // behind an unwritten send: the transport may stop holding now, or says `ready` later
-      if (transport.holding) transport.packetsWaiting();
-      if (transport.holding) return;
-    }
+    if (!force && (!this.transport.writable || this.transport.holding)) return;
     const buffer = this.#writeBuffer;
     this.#writeBuffer = [];
     this.#queuedBytes = 0;

@@ -93,13 +93,6 @@ export abstract class Transport extends EventEmitter {
   /** Sends packets; only when {@linkcode Transport.writable}. */
   abstract send(packets: Packet[]): void;
 
-  /**
-   * Called by the session when packets wait while the transport is
-   * {@linkcode Transport.holding}: the transport either stops holding now
-   * (the session then sends them at once) or emits `ready` when it does.
-   */
-  packetsWaiting(): void {}
-
   /** Transport-specific close. */
   protected abstract doClose(done: () => void): void;
 

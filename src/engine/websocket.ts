@@ -122,28 +122,11 @@ export class WebSocketTransport extends Transport {
     }
     this.emit("drain");
     // Deno writes the frames on a later turn of the event loop, so right after `send` they are
-    // never written yet: not asked (a call into the runtime), counted until the real figure is
-    // read. Nothing is watched until a packet waits (packetsWaiting): a broadcast that gives a
-    // client one packet costs no check of that client afterwards.
+    // never written yet: not asked (a call into the runtime per flush), counted until the watcher
+    // reads the real figure
     for (let i = 0; i < packets.length; i++) this.#buffered += packetLength(packets[i]);
     this.#waitingSince = performance.now();
     this.holding = true;
-  }
-
-  /**
-   * A packet waits behind the last send: when that send is written already
-   * (a later turn of the event loop), the transport stops holding at once
-   * and the packet goes now, as it would had the watcher seen the write;
-   * otherwise (sent this turn, or a client that does not read) the watcher
-   * checks it and spaces what waited by {@linkcode WRITE_SPACING_MS}.
-   */
-  override packetsWaiting(): void {
-    if (!this.holding || this.readyState !== "open" || isWatched(this)) return;
-    this.#buffered = this.#ws.readyState === WebSocket.OPEN ? this.#ws.bufferedAmount : 0;
-    if (this.#buffered === 0) {
-      this.holding = false;
-      return;
-    }
     watch(this);
   }
 
@@ -264,15 +247,6 @@ let waiting = new Set<WebSocketTransport>();
 let slow = new Set<WebSocketTransport>();
 let immediateArmed = false;
 let slowTimer: ReturnType<typeof setTimeout> | undefined;
-
-/**
- * Whether the watcher has `transport`. (The pacer does not count: it drops
- * a transport that was sent to again since it was paced, as one that holds
- * again needs the watcher.)
- */
-function isWatched(transport: WebSocketTransport): boolean {
-  return waiting.has(transport) || slow.has(transport);
-}
 
 function watch(transport: WebSocketTransport): void {
   slow.delete(transport);
