@@ -189,6 +189,11 @@ Deno.test("a recovered session gets only the rooms its person may still enter", 
     await running.app.services.store.loadFixture(TRANSFER_456_TO_124);
     await reconnected.promise;
     assert.equal(agent.socket.recovered, true);
+    // the server rejoins a recovered session's rooms once its token is verified, which may be
+    // a moment after the client's CONNECT (what comes meanwhile is held and replayed)
+    for (let i = 0; i < 200 && !rooms(running, agent).has("agent_123"); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     const serverRooms = rooms(running, agent);
     assert.equal(serverRooms.has("chat_456"), false, "not restored into the lost conversation");
     assert.equal(serverRooms.has("agent_123"), true);

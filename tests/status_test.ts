@@ -384,8 +384,9 @@ Deno.test("status: a burst of 30 logins costs far fewer than 30 onlineUsersUpdat
       })),
     });
     const admin = await connectSocketAs(running, "agent:1", sockets);
-    await goOnline(admin, 1, "admin");
+    // listening before going online: the first broadcast may come before userOnline's ack
     const updates = new Recorder<{ onlineUsers: OnlineEntry[] }>(admin, "onlineUsersUpdate");
+    await goOnline(admin, 1, "admin");
     await updates.waitFor(sameKeys(["admin:1"]));
     const burst = await Promise.all(
       Array.from({ length: N }, (_, i) => connectSocketAs(running, `client:${2000 + i}`, sockets)),
